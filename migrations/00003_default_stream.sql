@@ -1,0 +1,2 @@
+-- The default stream every sluice database ships with.
+SELECT sluice.create_stream('events');

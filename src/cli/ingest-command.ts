@@ -1,0 +1,134 @@
+import { createReadStream, statSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import cliProgress from 'cli-progress';
+import type { Argv, CommandModule } from 'yargs';
+import { SluiceError } from '../errors.js';
+import { createIngestor } from '../ingest/create-ingestor.js';
+import { ingestNdjson } from '../ingest/ingest-ndjson.js';
+import type { AckLevel } from '../ingest/ingestor.js';
+import { connectClient } from '../db/connections.js';
+import { requireStream } from '../streams/registry.js';
+import { formatInt, formatRate, globalOptions, say, withRuntime, type GlobalArgs } from './runtime.js';
+import { renderTable } from './table.js';
+
+interface IngestArgs extends GlobalArgs {
+  file: string;
+  stream: string;
+  ack: AckLevel;
+  json?: boolean;
+  flushRows?: number;
+  flushAgeMs?: number;
+  progress?: boolean;
+}
+
+const REJECTS_SINCE = `
+SELECT reason, count(*)::int AS count, min(message) AS example
+  FROM sluice.rejects WHERE stream = $1 AND source = 'file' AND id > $2
+ GROUP BY reason ORDER BY count DESC`;
+const LAST_REJECT_ID = `SELECT coalesce(max(id), 0)::bigint AS id FROM sluice.rejects`;
+
+function openInput(file: string): { input: Readable; size: number | undefined } {
+  if (file === '-') return { input: process.stdin, size: undefined };
+  let size: number;
+  try {
+    const stat = statSync(file);
+    if (!stat.isFile()) throw new SluiceError('bad_input', `${file} is not a regular file`);
+    size = stat.size;
+  } catch (err) {
+    if (err instanceof SluiceError) throw err;
+    throw new SluiceError('bad_input', `cannot read ${file}: ${(err as Error).message}`);
+  }
+  return { input: createReadStream(file, { highWaterMark: 1 << 20 }), size };
+}
+
+export const ingestCommand: CommandModule<object, IngestArgs> = {
+  command: 'ingest [file]',
+  describe: 'Ingest NDJSON events (one JSON object per line) from a file or - for stdin',
+  builder: (y) =>
+    globalOptions(y)
+      .positional('file', { type: 'string', default: '-', describe: 'NDJSON file, or - for stdin' })
+      .option('stream', { type: 'string', default: 'events', describe: 'Target stream' })
+      .option('ack', { choices: ['staged', 'durable'] as const, default: 'staged' as const, describe: 'Finish once rows are staged, or once they are durable (needs a running worker)' })
+      .option('flush-rows', { type: 'number', describe: 'Rows per COPY batch (default 5000)' })
+      .option('flush-age-ms', { type: 'number', describe: 'Flush a batch after this long (default 50)' })
+      .option('progress', { type: 'boolean', describe: 'Show a progress bar (default: when stderr is a terminal)' })
+      .option('json', { type: 'boolean', describe: 'Print the summary as JSON' }) as Argv<IngestArgs>,
+  handler: (argv) =>
+    withRuntime(argv, async ({ db, config, log, signal }) => {
+      // Check the stream before touching the input: an unknown stream exits non-zero with nothing read.
+      const probe = await connectClient(db.url, `sluice/${config.workerId}/ingest`);
+      let lastRejectId: string;
+      try {
+        await requireStream(probe, argv.stream);
+        lastRejectId = (await probe.query<{ id: string }>(LAST_REJECT_ID)).rows[0]?.id ?? '0';
+      } finally {
+        await probe.end();
+      }
+      const { input, size } = openInput(argv.file);
+      const ingestor = await createIngestor({
+        connectionString: db.url,
+        stream: argv.stream,
+        ack: argv.ack,
+        source: 'file',
+        flushRows: config.flushRows,
+        flushAgeMs: config.flushAgeMs,
+        flushBytes: config.flushBytes,
+        bufferRows: config.bufferRows,
+        drainSlots: config.drainers,
+        clientId: config.workerId,
+        log,
+      });
+      const showProgress = argv.progress ?? process.stderr.isTTY === true;
+      const bar = showProgress
+        ? new cliProgress.SingleBar(
+            {
+              format: size !== undefined ? ' ingest |{bar}| {percentage}% | {events} events | {rate}' : ' ingest | {value} bytes | {events} events | {rate}',
+              hideCursor: true,
+              stream: process.stderr,
+            },
+            cliProgress.Presets.shades_classic,
+          )
+        : undefined;
+      bar?.start(size ?? 0, 0, { events: 0, rate: '' });
+      const started = Date.now();
+      let result;
+      try {
+        result = await ingestNdjson(input, ingestor, {
+          signal,
+          onProgress: (bytes, events) => bar?.update(bytes, { events: formatInt(events), rate: formatRate(events, Date.now() - started) }),
+        });
+      } finally {
+        bar?.stop();
+        await ingestor.close();
+      }
+      const check = await connectClient(db.url, `sluice/${config.workerId}/ingest`);
+      const reasons = await check
+        .query<{ reason: string; count: number; example: string }>(REJECTS_SINCE, [argv.stream, lastRejectId])
+        .finally(() => check.end());
+      const summary = {
+        stream: argv.stream,
+        file: argv.file,
+        ack: argv.ack,
+        lines: result.lines,
+        accepted: result.accepted,
+        rejected: result.rejected,
+        rejects_by_reason: Object.fromEntries(reasons.rows.map((r) => [r.reason, r.count])),
+        duration_ms: result.durationMs,
+        events_per_second: result.durationMs > 0 ? Math.round((result.accepted * 1000) / result.durationMs) : null,
+        interrupted: signal.aborted,
+      };
+      if (argv.json) {
+        process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+        return;
+      }
+      process.stdout.write(
+        `ingested ${argv.file === '-' ? 'stdin' : argv.file} into stream ${argv.stream}${signal.aborted ? ' (interrupted)' : ''}: ` +
+          `${formatInt(result.accepted)} accepted (${argv.ack}), ${formatInt(result.rejected)} rejected, ` +
+          `${(result.durationMs / 1000).toFixed(2)} s, ${formatRate(result.accepted, result.durationMs)}\n`,
+      );
+      if (reasons.rows.length) {
+        process.stdout.write(`rejects (kept in sluice.rejects):\n${renderTable(['reason', 'count', 'example'], reasons.rows.map((r) => [r.reason, r.count, r.example.slice(0, 100)]))}\n`);
+      }
+      if (signal.aborted) say('stopped early: lines before the interruption were flushed');
+    }),
+};

@@ -1,0 +1,39 @@
+/** The `sluice` command line. */
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { SLUICE_VERSION } from '../paths.js';
+import { budgetCommand } from './budget-command.js';
+import { demoCommand } from './demo-command.js';
+import { ingestCommand } from './ingest-command.js';
+import { migrateCommand } from './migrate-command.js';
+import { reportError } from './runtime.js';
+import { statusCommand } from './status-command.js';
+import { streamCommand } from './stream-command.js';
+import { workerCommand } from './worker-command.js';
+
+export async function main(argv: string[] = hideBin(process.argv)): Promise<void> {
+  await yargs(argv)
+    .scriptName('sluice')
+    .usage('$0 <command> [options]\n\nPostgres-native event pipeline: COPY into UNLOGGED staging, SKIP LOCKED drains into monthly-partitioned durable tables.\nWith no DATABASE_URL, commands start an embedded Postgres with data in ./.sluice.')
+    .command(demoCommand)
+    .command(workerCommand)
+    .command(ingestCommand)
+    .command(streamCommand)
+    .command(statusCommand)
+    .command(budgetCommand)
+    .command(migrateCommand)
+    .demandCommand(1, 'Choose a command (sluice --help lists them)')
+    .strict()
+    .version(SLUICE_VERSION)
+    .help()
+    .alias('h', 'help')
+    .wrap(Math.min(120, process.stdout.columns || 100))
+    .fail((message, err, y) => {
+      if (err) throw err;
+      process.stderr.write(`${y.help()}\n\n`);
+      process.stderr.write(`sluice: ${message}\n`);
+      process.exit(2);
+    })
+    .parseAsync()
+    .catch(reportError);
+}

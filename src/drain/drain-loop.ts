@@ -1,0 +1,100 @@
+/**
+ * A drain run, in River's maintenance shape: LIMITed batches until one comes
+ * back short, a statement timeout per batch, smaller batches after timeouts,
+ * jittered backoff, a time budget, one result object and one log line.
+ */
+import type pg from 'pg';
+import type { Logger } from '../logger.js';
+import { backoffMs, SQLSTATE, sleep, sqlState } from '../errors.js';
+import type { StreamDefinition } from '../streams/registry.js';
+import { drainBatch } from './drain-batch.js';
+
+export interface DrainRunOptions {
+  readonly stream: StreamDefinition;
+  readonly batchRows: number;
+  /** Name recorded in drain_stats, e.g. `<worker-id>/drain-0`. */
+  readonly drainer: string;
+  /** Stop after this long and report `more` so the caller can re-queue. */
+  readonly maxMs: number;
+  readonly signal?: AbortSignal;
+  readonly log: Logger;
+}
+
+export interface DrainRunResult {
+  readonly batches: number;
+  readonly moved: number;
+  readonly inserted: number;
+  readonly duplicates: number;
+  readonly rejected: number;
+  readonly partitionsCreated: number;
+  readonly maxLagMs: number;
+  readonly durationMs: number;
+  /** True when the run stopped on its time budget or a shutdown with rows possibly left. */
+  readonly more: boolean;
+}
+
+const MIN_BATCH_ROWS = 100;
+const MAX_TIMEOUTS_IN_A_ROW = 5;
+
+export async function drainUntilEmpty(getClient: () => Promise<pg.ClientBase>, options: DrainRunOptions): Promise<DrainRunResult> {
+  const started = Date.now();
+  let batchRows = options.batchRows;
+  let timeoutsInARow = 0;
+  const totals = { batches: 0, moved: 0, inserted: 0, rejected: 0, partitionsCreated: 0, maxLagMs: 0 };
+  let more = false;
+  for (;;) {
+    if (options.signal?.aborted) {
+      more = true;
+      break;
+    }
+    if (Date.now() - started >= options.maxMs) {
+      more = true;
+      break;
+    }
+    let result;
+    try {
+      result = await drainBatch(await getClient(), options.stream, batchRows, options.drainer);
+      timeoutsInARow = 0;
+    } catch (err) {
+      const code = sqlState(err);
+      const retryable = code === SQLSTATE.QUERY_CANCELED || code === SQLSTATE.DEADLOCK_DETECTED || code === SQLSTATE.LOCK_NOT_AVAILABLE;
+      if (!retryable || ++timeoutsInARow > MAX_TIMEOUTS_IN_A_ROW) throw err;
+      if (code === SQLSTATE.QUERY_CANCELED) batchRows = Math.max(MIN_BATCH_ROWS, Math.floor(batchRows / 2));
+      options.log.warn({ stream: options.stream.name, batch_rows: batchRows, sqlstate: code }, 'drain: batch failed on a transient conflict, retrying');
+      await sleep(backoffMs(timeoutsInARow, 100, 2_000), options.signal);
+      continue;
+    }
+    totals.batches++;
+    totals.moved += result.moved;
+    totals.inserted += result.inserted;
+    totals.rejected += result.rejected;
+    totals.partitionsCreated += result.partitionsCreated;
+    totals.maxLagMs = Math.max(totals.maxLagMs, result.maxLagMs);
+    if (result.moved < batchRows && result.partitionsCreated === 0 && result.rejected === 0) break;
+  }
+  const run: DrainRunResult = {
+    ...totals,
+    duplicates: totals.moved - totals.inserted,
+    durationMs: Date.now() - started,
+    more,
+  };
+  if (run.moved > 0 || run.rejected > 0) {
+    options.log.info(
+      {
+        stream: options.stream.name,
+        drainer: options.drainer,
+        batches: run.batches,
+        rows: run.moved,
+        inserted: run.inserted,
+        duplicates: run.duplicates,
+        rejected: run.rejected,
+        partitions_created: run.partitionsCreated,
+        max_lag_ms: run.maxLagMs,
+        duration_ms: run.durationMs,
+        more: run.more,
+      },
+      'drain: moved rows to the durable table',
+    );
+  }
+  return run;
+}

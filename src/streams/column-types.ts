@@ -1,0 +1,137 @@
+/**
+ * The column types a stream may declare, each with the check and COPY text
+ * encoding sluice applies before a value reaches Postgres. Mirrors
+ * sluice.allowed_column_types() in migrations/00002.
+ */
+import { escapeCopyText } from '../ingest/copy-text.js';
+import { parseDate, parseTimestamp } from '../ingest/timestamps.js';
+
+/** Thrown by an encoder; the message says what was wrong with the value. */
+export class InvalidValue extends Error {}
+
+export type Encoder = (value: unknown) => string;
+
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+const INTEGER_TEXT = /^[+-]?\d{1,20}$/;
+const NUMERIC_TEXT = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+const NUL_OR_LONE_SURROGATE_IN_JSON = /(^|[^\\])(\\\\)*\\u(0000|d[89a-f][0-9a-f]{2})/i;
+
+function describe(value: unknown): string {
+  const text = typeof value === 'string' ? JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value) : String(value);
+  return `${text} (${value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value})`;
+}
+
+export function checkText(value: string): string {
+  if (value.includes('\0')) throw new InvalidValue('text cannot contain the NUL character (\\u0000)');
+  if (!value.isWellFormed()) throw new InvalidValue('text contains an unpaired UTF-16 surrogate');
+  return value;
+}
+
+/** JSON text for a jsonb value; Postgres' jsonb refuses \u0000 and unpaired surrogates. */
+export function encodeJson(value: unknown): string {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch (err) {
+    throw new InvalidValue(`value is not serialisable as JSON: ${(err as Error).message}`);
+  }
+  if (json === undefined) throw new InvalidValue(`value ${describe(value)} is not JSON`);
+  if (json.includes('\\u') && NUL_OR_LONE_SURROGATE_IN_JSON.test(json)) {
+    throw new InvalidValue('JSON cannot contain \\u0000 or an unpaired UTF-16 surrogate (Postgres jsonb refuses both)');
+  }
+  return json;
+}
+
+function integerEncoder(min: bigint, max: bigint, typeName: string): Encoder {
+  const minN = Number(min);
+  const maxN = Number(max);
+  return (value) => {
+    if (typeof value === 'number') {
+      if (Number.isInteger(value) && value >= minN && value <= maxN && Number.isSafeInteger(value)) return String(value);
+      throw new InvalidValue(`${describe(value)} is not a ${typeName}`);
+    }
+    if (typeof value === 'string' && INTEGER_TEXT.test(value)) {
+      const n = BigInt(value);
+      if (n >= min && n <= max) return n.toString();
+    }
+    throw new InvalidValue(`${describe(value)} is not a ${typeName} (range ${min} to ${max})`);
+  };
+}
+
+function floatEncoder(maxAbs: number, typeName: string): Encoder {
+  return (value) => {
+    const n = typeof value === 'number' ? value : typeof value === 'string' && NUMERIC_TEXT.test(value) ? Number(value) : NaN;
+    if (!Number.isFinite(n) || Math.abs(n) > maxAbs) throw new InvalidValue(`${describe(value)} is not a finite ${typeName}`);
+    return typeof value === 'string' ? value : String(value);
+  };
+}
+
+const ENCODERS: Record<string, Encoder> = {
+  text: (value) => {
+    if (typeof value === 'string') return escapeCopyText(checkText(value));
+    if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+    throw new InvalidValue(`${describe(value)} is not text`);
+  },
+  smallint: integerEncoder(-32768n, 32767n, 'smallint'),
+  integer: integerEncoder(-2147483648n, 2147483647n, 'integer'),
+  bigint: integerEncoder(-9223372036854775808n, 9223372036854775807n, 'bigint'),
+  numeric: (value) => {
+    if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+    if (typeof value === 'string' && NUMERIC_TEXT.test(value)) return value;
+    throw new InvalidValue(`${describe(value)} is not a number`);
+  },
+  real: floatEncoder(3.4028234663852886e38, 'real'),
+  'double precision': floatEncoder(Number.MAX_VALUE, 'double precision'),
+  boolean: (value) => {
+    if (value === true || value === 'true') return 't';
+    if (value === false || value === 'false') return 'f';
+    throw new InvalidValue(`${describe(value)} is not a boolean`);
+  },
+  uuid: (value) => {
+    if (typeof value === 'string' && UUID.test(value)) return value;
+    throw new InvalidValue(`${describe(value)} is not a UUID`);
+  },
+  'timestamp with time zone': (value) => {
+    const parsed = parseTimestamp(value);
+    if (typeof parsed === 'string') throw new InvalidValue(parsed);
+    return parsed.text;
+  },
+  date: (value) => {
+    const parsed = parseDate(value);
+    if (typeof parsed !== 'string') throw new InvalidValue(parsed.error);
+    return parsed;
+  },
+  jsonb: (value) => escapeCopyText(encodeJson(value)),
+};
+ENCODERS['character varying'] = ENCODERS.text as Encoder;
+
+/** Canonical type names (Postgres' regtype text) sluice accepts for declared columns. */
+export const SUPPORTED_COLUMN_TYPES: readonly string[] = Object.keys(ENCODERS);
+
+/** Common spellings users type, mapped to canonical names. */
+const TYPE_ALIASES: Record<string, string> = {
+  varchar: 'character varying',
+  int: 'integer',
+  int4: 'integer',
+  int2: 'smallint',
+  int8: 'bigint',
+  float4: 'real',
+  float8: 'double precision',
+  double: 'double precision',
+  bool: 'boolean',
+  timestamptz: 'timestamp with time zone',
+  decimal: 'numeric',
+};
+
+/** Canonical name of a user-typed column type, or undefined when sluice does not support it. */
+export function canonicalColumnType(typed: string): string | undefined {
+  const lowered = typed.trim().toLowerCase().replace(/\s+/g, ' ');
+  const canonical = TYPE_ALIASES[lowered] ?? lowered;
+  return canonical in ENCODERS ? canonical : undefined;
+}
+
+export function encoderFor(type: string): Encoder {
+  const encoder = ENCODERS[type];
+  if (!encoder) throw new Error(`sluice: no encoder for column type ${type}`);
+  return encoder;
+}

@@ -1,0 +1,100 @@
+/**
+ * The worker's Ingestors, one per stream, all sharing the worker's dedicated
+ * flush connections. It also decides when waiting jobs flush early: a
+ * `sluice_ingest` job completes only after its rows are committed, so when
+ * every running ingest job is waiting, nothing more can arrive before a flush
+ * and waiting for the flush age would only add latency.
+ */
+import type pg from 'pg';
+import type { Logger } from '../logger.js';
+import type { SluiceConfig } from '../config.js';
+import type { ConnectionSet } from '../db/connections.js';
+import type { DrainKicker } from '../drain/drain-kicker.js';
+import { Ingestor } from '../ingest/ingestor.js';
+import type { RejectSource } from '../ingest/rejects.js';
+import { requireStream } from '../streams/registry.js';
+
+export interface IngestHubOptions {
+  readonly pool: pg.Pool;
+  readonly flushers: ConnectionSet;
+  readonly kicker: DrainKicker;
+  readonly config: SluiceConfig;
+  readonly log: Logger;
+  readonly source: RejectSource;
+}
+
+export class IngestHub {
+  private readonly ingestors = new Map<string, Promise<Ingestor>>();
+  /** The same Ingestors once loaded, for synchronous checks. */
+  private readonly loaded = new Map<string, Ingestor>();
+  private running = 0;
+
+  constructor(private readonly options: IngestHubOptions) {}
+
+  /** The stream's Ingestor; rejects with SluiceError('unknown_stream' | 'invalid_stream_name'). */
+  get(stream: string): Promise<Ingestor> {
+    let ingestor = this.ingestors.get(stream);
+    if (!ingestor) {
+      ingestor = requireStream(this.options.pool, stream).then(
+        (definition) =>
+          new Ingestor({
+            stream: definition,
+            source: this.options.source,
+            ack: 'staged',
+            flushers: this.options.flushers,
+            kicker: this.options.kicker,
+            flushRows: this.options.config.flushRows,
+            flushBytes: this.options.config.flushBytes,
+            flushAgeMs: this.options.config.flushAgeMs,
+            bufferRows: this.options.config.bufferRows,
+            log: this.options.log,
+            onWait: () => this.checkEagerFlush(),
+          }),
+      );
+      this.ingestors.set(stream, ingestor);
+      ingestor.then(
+        (i) => this.loaded.set(stream, i),
+        () => this.ingestors.delete(stream),
+      );
+    }
+    return ingestor;
+  }
+
+  /** Forget a stream (e.g. it was dropped or re-created); the next job loads it afresh. */
+  evict(stream: string): void {
+    const ingestor = this.ingestors.get(stream);
+    this.ingestors.delete(stream);
+    this.loaded.delete(stream);
+    void ingestor?.then((i) => i.close()).catch(() => undefined);
+  }
+
+  /** A job with `waits` ingest() calls (payload items) started. */
+  jobStarted(waits: number): void {
+    this.running += waits;
+  }
+
+  jobFinished(waits: number): void {
+    this.running -= waits;
+    this.checkEagerFlush();
+  }
+
+  private checkEagerFlush(): void {
+    if (this.running === 0) return;
+    let waiting = 0;
+    for (const i of this.loaded.values()) waiting += i.waitingOnOpen;
+    if (waiting >= this.running) for (const i of this.loaded.values()) i.flushWaiting();
+  }
+
+  stats(): Promise<Record<string, ReturnType<Ingestor['stats']>>> {
+    return Promise.all(
+      [...this.ingestors.entries()].map(async ([name, p]) => [name, (await p.catch(() => undefined))?.stats()] as const),
+    ).then((entries) => Object.fromEntries(entries.filter((e) => e[1] !== undefined)) as Record<string, ReturnType<Ingestor['stats']>>);
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.ingestors.values()];
+    this.ingestors.clear();
+    this.loaded.clear();
+    await Promise.all(all.map((p) => p.then((i) => i.close()).catch(() => undefined)));
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * Task `sluice_ingest`: apps enqueue events with SQL
+ *   SELECT graphile_worker.add_job('sluice_ingest', '{"stream":"events","events":[…]}');
+ * The rows go into the worker's Ingestor; the job completes only once they are
+ * committed (staged, or durable with "ack":"durable"), so concurrent jobs share
+ * one COPY. Unknown stream or malformed payload: permanent failure with the reason.
+ */
+import type { JobHelpers, Task } from 'graphile-worker';
+import { coerceError, SluiceError } from '../src/errors.js';
+import { parseIngestPayloadItem, type IngestPayloadItem } from '../src/ingest/ingest-payload.js';
+import type { IngestReceipt } from '../src/ingest/ingestor.js';
+import type { WorkerContext } from '../src/worker/context.js';
+import { markLastAttempt } from '../src/worker/permanent-failure.js';
+
+const PERMANENT_CODES = new Set(['invalid_payload', 'unknown_stream', 'invalid_stream_name']);
+
+function isPermanent(err: unknown): boolean {
+  return err instanceof SluiceError && PERMANENT_CODES.has(err.code);
+}
+
+async function ingestItem(ctx: WorkerContext, item: IngestPayloadItem): Promise<IngestReceipt> {
+  const ingestor = await ctx.ingest.get(item.stream);
+  try {
+    return await ingestor.ingest(item.events, undefined, item.ack);
+  } catch (err) {
+    // A dropped or re-created stream surfaces as a missing table: reload its definition next time.
+    if ((err as { cause?: { code?: string } }).cause?.code === '42P01') ctx.ingest.evict(item.stream);
+    throw err;
+  }
+}
+
+export function sluiceIngestTask(ctx: WorkerContext): Task {
+  return async (payload: unknown, helpers: JobHelpers) => {
+    const entries = Array.isArray(payload) ? payload : [payload];
+    ctx.ingest.jobStarted(entries.length);
+    let settled: PromiseSettledResult<IngestReceipt>[];
+    try {
+      settled = await Promise.allSettled(entries.map(async (entry) => ingestItem(ctx, parseIngestPayloadItem(entry))));
+    } finally {
+      ctx.ingest.jobFinished(entries.length);
+    }
+    const failures = settled.flatMap((s, i) => (s.status === 'rejected' ? [{ index: i, error: coerceError(s.reason) }] : []));
+    const accepted = settled.reduce((n, s) => n + (s.status === 'fulfilled' ? s.value.accepted : 0), 0);
+    const rejected = settled.reduce((n, s) => n + (s.status === 'fulfilled' ? s.value.rejected : 0), 0);
+    if (rejected > 0) helpers.logger.info(`sluice_ingest: ${accepted} accepted, ${rejected} rejected (see sluice.rejects)`);
+    if (failures.length === 0) return;
+
+    const message = failures.map((f) => (entries.length > 1 ? `entry ${f.index}: ${f.error.message}` : f.error.message)).join('; ');
+    if (failures.every((f) => isPermanent(f.error))) await markLastAttempt(helpers);
+    if (!Array.isArray(payload)) throw new Error(message);
+    // Batch job: graphile-worker keeps only the failed entries in the payload.
+    return settled.map((s) => (s.status === 'fulfilled' ? Promise.resolve() : Promise.reject(coerceError(s.reason))));
+  };
+}
