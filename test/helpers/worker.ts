@@ -1,0 +1,25 @@
+/** Start a real worker in-process against a test database. */
+import { randomBytes } from 'node:crypto';
+import { afterAll } from 'vitest';
+import { loadConfig, type ConfigFlags } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { runWorker, type WorkerHandle } from '../../src/worker/run-worker.js';
+import type { TestDatabase } from './database.js';
+
+const running = new Set<WorkerHandle>();
+
+afterAll(async () => {
+  await Promise.all([...running].map((w) => w.stop('test finished')));
+});
+
+export async function startWorker(db: TestDatabase, flags: ConfigFlags = {}): Promise<WorkerHandle> {
+  const config = loadConfig(
+    { workerId: `test-${randomBytes(3).toString('hex')}`, migrate: false, ...flags },
+    {},
+    { logLevel: 'silent' },
+  );
+  const worker = await runWorker({ config, connectionString: db.url, log: createLogger(config.logLevel) });
+  running.add(worker);
+  void worker.done.finally(() => running.delete(worker)).catch(() => undefined);
+  return worker;
+}
