@@ -12,7 +12,7 @@ $$;
 -- Column names the event envelope already uses.
 CREATE FUNCTION sluice.reserved_column_names() RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$
-  SELECT ARRAY['event_id', 'occurred_at', 'payload', 'received_at', 'staged',
+  SELECT ARRAY['event_id', 'occurred_at', 'payload', 'received_at', 'drained_at', 'staged',
                'tableoid', 'xmin', 'xmax', 'cmin', 'cmax', 'ctid']
 $$;
 
@@ -197,9 +197,11 @@ BEGIN
     'autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 100000, '
     'autovacuum_vacuum_cost_delay = 0)', p_name, v_defs);
 
+  -- received_at: when sluice staged the event; drained_at: when it became durable
+  -- (the drain transaction's start), so staged→durable lag is visible per row.
   EXECUTE format(
     'CREATE TABLE sluice_data.%I (event_id uuid NOT NULL, occurred_at timestamptz NOT NULL, %s'
-    'payload jsonb NOT NULL DEFAULT ''{}'', received_at timestamptz NOT NULL, '
+    'payload jsonb NOT NULL DEFAULT ''{}'', received_at timestamptz NOT NULL, drained_at timestamptz NOT NULL DEFAULT now(), '
     'CONSTRAINT %I PRIMARY KEY (occurred_at, event_id)) PARTITION BY RANGE (occurred_at)',
     p_name, v_defs, p_name || '_pkey');
   EXECUTE format('CREATE INDEX %I ON sluice_data.%I USING brin (occurred_at)', p_name || '_occurred_at_brin', p_name);
@@ -210,9 +212,9 @@ BEGIN
 
   EXECUTE format(
     'CREATE VIEW sluice_data.%I AS '
-    'SELECT event_id, occurred_at, %s payload, received_at, false AS staged FROM sluice_data.%I '
+    'SELECT event_id, occurred_at, %s payload, received_at, drained_at, false AS staged FROM sluice_data.%I '
     'UNION ALL '
-    'SELECT event_id, occurred_at, %s payload, received_at, true AS staged FROM sluice_staging.%I',
+    'SELECT event_id, occurred_at, %s payload, received_at, NULL::timestamptz, true AS staged FROM sluice_staging.%I',
     p_name || '_all', v_list, p_name, v_list, p_name);
 END
 $$;
@@ -245,7 +247,7 @@ DECLARE
   v_cols_sql text := '';
   v_name text;
 BEGIN
-  SELECT ARRAY['event_id', 'occurred_at', 'received_at'] || coalesce(array_agg(c->>'name'), '{}')
+  SELECT ARRAY['event_id', 'occurred_at', 'received_at', 'drained_at'] || coalesce(array_agg(c->>'name'), '{}')
     INTO v_allowed
     FROM sluice.streams s LEFT JOIN LATERAL jsonb_array_elements(s.columns) c ON true
    WHERE s.name = p_stream;

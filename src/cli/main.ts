@@ -2,6 +2,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { SLUICE_VERSION } from '../paths.js';
+import { benchCommand } from './bench-command.js';
 import { budgetCommand } from './budget-command.js';
 import { demoCommand } from './demo-command.js';
 import { ingestCommand } from './ingest-command.js';
@@ -22,6 +23,7 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<void
     .command(statusCommand)
     .command(budgetCommand)
     .command(migrateCommand)
+    .command(benchCommand)
     .demandCommand(1, 'Choose a command (sluice --help lists them)')
     .strict()
     .version(SLUICE_VERSION)

@@ -18,6 +18,8 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
       .option('flush-rows', { type: 'number', describe: 'Flush a buffer at this many rows (default 5000)' })
       .option('flush-age-ms', { type: 'number', describe: 'Flush a buffer once its oldest row waited this long (default 50)' })
       .option('drain-batch-rows', { type: 'number', describe: "Rows per drain transaction (default: the stream's drain_batch_rows)" })
+      .option('local-queue-size', { type: 'number', describe: 'graphile-worker localQueue size, jobs fetched per query (default max(32, 4×concurrency); 0 disables)' })
+      .option('complete-job-batch-delay-ms', { type: 'number', describe: 'graphile-worker batched job completion delay (default 0; -1 disables)' })
       .option('worker-id', { type: 'string', describe: 'Id shown in sluice.workers and application_name (default host-pid-rand)' })
       .option('migrate', { type: 'boolean', describe: 'Migrate on start (default true; --no-migrate to skip)' }),
   handler: (argv) =>

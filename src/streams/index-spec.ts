@@ -181,7 +181,7 @@ export function parseIndexSpec(spec: string): IndexSpec {
   const columns = columnPart.split(',').map((c) => c.trim());
   for (const c of columns) {
     try {
-      if (c !== 'event_id' && c !== 'occurred_at' && c !== 'received_at') assertColumnName(c);
+      if (!['event_id', 'occurred_at', 'received_at', 'drained_at'].includes(c)) assertColumnName(c);
     } catch (err) {
       fail(spec, (err as Error).message);
     }

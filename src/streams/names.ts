@@ -11,7 +11,7 @@ export const COLUMN_NAME_PATTERN = /^[a-z][a-z0-9_]{0,62}$/;
 
 /** Envelope columns every stream has, plus system column names Postgres reserves. */
 export const RESERVED_COLUMN_NAMES: ReadonlySet<string> = new Set([
-  'event_id', 'occurred_at', 'payload', 'received_at', 'staged',
+  'event_id', 'occurred_at', 'payload', 'received_at', 'drained_at', 'staged',
   'tableoid', 'xmin', 'xmax', 'cmin', 'cmax', 'ctid',
 ]);
 
@@ -43,7 +43,7 @@ export function assertColumnName(name: unknown): asserts name is string {
     );
   }
   if (RESERVED_COLUMN_NAMES.has(name)) {
-    throw new SluiceError('invalid_column_name', `column name ${JSON.stringify(name)} is reserved (every stream has event_id, occurred_at, payload, received_at)`);
+    throw new SluiceError('invalid_column_name', `column name ${JSON.stringify(name)} is reserved (every stream has event_id, occurred_at, payload, received_at, drained_at)`);
   }
 }
 

@@ -1,0 +1,100 @@
+/**
+ * `sluice bench`: sluice against the physical limits and the alternatives,
+ * on the same database and the same deterministic events, in one run. Row
+ * counts are verified after every scenario; a mismatch fails the run.
+ */
+import type { Logger } from '../logger.js';
+import { migrateDatabase } from '../db/migrate.js';
+import { BenchContext, buildWorkload, uniqueCount, type Workload } from './bench-context.js';
+import { machineInfo, postgresInfo, type BenchReport } from './report.js';
+import type { BenchSizes, Scenario, ScenarioResult } from './scenario.js';
+import { oneShotInsertSelect, rawCopy } from './scenarios/limits.js';
+import { copyIntoIndexedTable, multiRowInsert, pooledRowInsert } from './scenarios/alternatives.js';
+import { GW_SCHEMA, jobPerEventBest, jobPerEventDefault, noopJobs, type GraphileSettings } from './scenarios/graphile-jobs.js';
+import { addJobScenario, drainScenario, ingestFile, ingestorToStaging } from './scenarios/sluice-paths.js';
+import { BUDGET_16, BUDGET_4, endToEnd, endToEndHalfRate } from './scenarios/end-to-end.js';
+import { evaluateTargets } from './targets.js';
+
+export const BENCH_EVENTS_DEFAULT = 200_000;
+export const BENCH_SEED = 20261125;
+
+/** The worker settings the SQL add_job scenarios run with — and graphile-worker's no-op baseline too. */
+export const SLUICE_WORKER_SETTINGS: GraphileSettings = { concurrency: 32, localQueueSize: 500, completeJobBatchDelay: 0 };
+const ADD_JOB_BUDGET = SLUICE_WORKER_SETTINGS.concurrency + 1 + 1 + 2;
+
+export function allScenarios(): Scenario[] {
+  return [
+    rawCopy,
+    oneShotInsertSelect,
+    pooledRowInsert,
+    multiRowInsert,
+    copyIntoIndexedTable,
+    jobPerEventDefault,
+    jobPerEventBest,
+    noopJobs(SLUICE_WORKER_SETTINGS),
+    ingestorToStaging,
+    ingestFile,
+    addJobScenario(1, SLUICE_WORKER_SETTINGS, 2, ADD_JOB_BUDGET),
+    addJobScenario(100, SLUICE_WORKER_SETTINGS, 2, ADD_JOB_BUDGET),
+    drainScenario(1),
+    drainScenario(2),
+    endToEnd('sluice_e2e_budget16', 'sluice end to end, max rate, budget 16', BUDGET_16),
+    endToEndHalfRate,
+    endToEnd('sluice_e2e_budget4', 'sluice end to end, max rate, budget 4', BUDGET_4),
+  ];
+}
+
+export interface BenchOptions {
+  readonly url: string;
+  readonly log: Logger;
+  readonly events: number;
+  /** Scenario ids or id prefixes to run (default: all). */
+  readonly only?: readonly string[];
+  readonly onScenario?: (index: number, total: number, scenario: Scenario) => void;
+}
+
+export class BenchVerificationError extends Error {}
+
+function prefix(workload: Workload, count: number): Workload {
+  const events = workload.events.slice(0, count);
+  return { events, json: workload.json.slice(0, count), unique: uniqueCount(events) };
+}
+
+export async function runBench(options: BenchOptions): Promise<BenchReport> {
+  const startedAt = new Date();
+  const sizes: BenchSizes = { events: options.events, slowEvents: Math.max(500, Math.round(options.events / 10)) };
+  await migrateDatabase(options.url, options.log);
+  const ctx = new BenchContext(options.url, options.log);
+  const scenarios = allScenarios().filter((s) => !options.only?.length || options.only.some((p) => s.id.startsWith(p)));
+  if (scenarios.some((s) => s.id === 'sluice_e2e_half_rate') && !scenarios.some((s) => s.id === 'sluice_e2e_budget16')) {
+    scenarios.splice(scenarios.findIndex((s) => s.id === 'sluice_e2e_half_rate'), 0, allScenarios().find((s) => s.id === 'sluice_e2e_budget16') as Scenario);
+  }
+  const results = new Map<string, ScenarioResult>();
+  try {
+    const workload = buildWorkload(sizes.events, BENCH_SEED);
+    const slowWorkload = prefix(workload, sizes.slowEvents);
+    for (const [i, scenario] of scenarios.entries()) {
+      options.onScenario?.(i, scenarios.length, scenario);
+      const r = await scenario.run({ ctx, workload, slowWorkload, sizes, results });
+      if (r.verified.expected !== r.verified.actual) {
+        throw new BenchVerificationError(
+          `bench: ${scenario.id} count check failed: expected ${r.verified.expected} ${r.verified.what}, found ${r.verified.actual}`,
+        );
+      }
+      results.set(r.id, r);
+      options.log.info({ scenario: r.id, rows: r.rows, rows_per_s: Math.round(r.rowsPerSecond) }, 'bench: scenario done');
+    }
+    await ctx.query(`DROP SCHEMA IF EXISTS ${GW_SCHEMA} CASCADE`);
+    return {
+      startedAt: startedAt.toISOString(),
+      durationS: (Date.now() - startedAt.getTime()) / 1000,
+      machine: machineInfo(),
+      postgres: await postgresInfo(ctx.admin),
+      options: { ...sizes, seed: BENCH_SEED, duplicateRate: 0.01, scenarios: scenarios.map((s) => s.id), sluiceWorkerSettings: SLUICE_WORKER_SETTINGS },
+      scenarios: [...results.values()],
+      targets: evaluateTargets(results),
+    };
+  } finally {
+    await ctx.close();
+  }
+}

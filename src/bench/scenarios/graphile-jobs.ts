@@ -1,0 +1,150 @@
+/**
+ * graphile-worker used directly, in its own schema so it never touches
+ * sluice's queue: one job per event (each inserting its row), with
+ * graphile-worker's default settings and with its best batching settings,
+ * and its no-op job throughput with the settings sluice's worker uses.
+ */
+import { run, runMigrations, type Runner, type Task } from 'graphile-worker';
+import { toGraphileLogger } from '../../worker/graphile-logger.js';
+import { durableTable } from '../../streams/names.js';
+import type { GeneratedEvent } from '../../workload/event-generator.js';
+import type { BenchContext } from '../bench-context.js';
+import { result, verify, type Scenario } from '../scenario.js';
+
+export const GW_SCHEMA = 'sluice_bench_gw';
+
+export interface GraphileSettings {
+  readonly concurrency: number;
+  readonly maxPoolSize?: number;
+  readonly localQueueSize?: number;
+  readonly completeJobBatchDelay?: number;
+}
+
+/** graphile-worker 0.18 defaults: 1 job at a time, pool of 10, no local queue, no batched completion. */
+export const GRAPHILE_DEFAULTS: GraphileSettings = { concurrency: 1 };
+/** Its documented high-throughput knobs (worker.graphile.org/docs/performance#batching). */
+export const GRAPHILE_BEST: GraphileSettings = { concurrency: 16, maxPoolSize: 17, localQueueSize: 500, completeJobBatchDelay: 0 };
+
+/** Enqueue `payloads` for `task` in one transaction (untimed), run them, and time commit → last completion. */
+export async function timeGraphileJobs(
+  ctx: BenchContext,
+  schema: string,
+  task: string,
+  payloads: readonly unknown[],
+  executor: Task,
+  settings: GraphileSettings,
+): Promise<number> {
+  await runMigrations({ connectionString: ctx.url, schema, logger: toGraphileLogger(ctx.log) });
+  await ctx.query(`DELETE FROM ${schema}._private_jobs`);
+  let completed = 0;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((resolve) => (resolveDone = resolve));
+  const runner: Runner = await run({
+    connectionString: ctx.url,
+    schema,
+    concurrency: settings.concurrency,
+    noHandleSignals: true,
+    logger: toGraphileLogger(ctx.log),
+    taskList: {
+      [task]: async (payload, helpers) => {
+        await executor(payload, helpers);
+        if (++completed === payloads.length) resolveDone();
+      },
+    },
+    preset: {
+      worker: {
+        concurrentJobs: settings.concurrency,
+        ...(settings.maxPoolSize ? { maxPoolSize: settings.maxPoolSize } : {}),
+        ...(settings.localQueueSize ? { localQueue: { size: settings.localQueueSize } } : {}),
+        ...(settings.completeJobBatchDelay !== undefined ? { completeJobBatchDelay: settings.completeJobBatchDelay } : {}),
+      },
+    },
+  });
+  const client = await ctx.admin.connect();
+  let started: number;
+  try {
+    await client.query('BEGIN');
+    for (let i = 0; i < payloads.length; i += 5_000) {
+      await client.query(
+        `SELECT count(*) FROM ${schema}.add_jobs(ARRAY(SELECT ROW($1::text, p, NULL, NULL, NULL, NULL, NULL, NULL)::${schema}.job_spec FROM json_array_elements($2::json) AS p))`,
+        [task, JSON.stringify(payloads.slice(i, i + 5_000))],
+      );
+    }
+    await client.query('COMMIT');
+    started = performance.now();
+  } finally {
+    client.release();
+  }
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    done,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`bench: ${task} jobs did not finish within 10 minutes (${completed}/${payloads.length})`)), 600_000);
+    }),
+  ]).finally(() => clearTimeout(timer));
+  // Completion is acknowledged once graphile-worker deletes the job rows.
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const { rows } = await ctx.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}._private_jobs`);
+    if (rows[0]?.n === 0 || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const ms = performance.now() - started;
+  await runner.stop();
+  return ms;
+}
+
+function jobPerEvent(id: string, title: string, settings: GraphileSettings): Scenario {
+  return {
+    id,
+    title,
+    group: 'alternative',
+    async run({ ctx, slowWorkload }) {
+      const stream = await ctx.freshStream(id.slice(-12));
+      const sql = `INSERT INTO ${durableTable(stream.name)} (event_id, occurred_at, type, user_id, payload, received_at)
+                   VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT DO NOTHING`;
+      const ms = await timeGraphileJobs(ctx, GW_SCHEMA, 'insert_event', slowWorkload.events, async (payload, helpers) => {
+        const e = payload as GeneratedEvent;
+        await helpers.query(sql, [e.event_id, e.occurred_at, e.type, e.user_id, JSON.stringify({ value: e.value })]);
+      }, settings);
+      const actual = await ctx.count(durableTable(stream.name));
+      await ctx.dropStream(stream.name);
+      return result({
+        id: this.id,
+        title: this.title,
+        group: this.group,
+        rows: slowWorkload.events.length,
+        ms,
+        verified: verify(slowWorkload.unique, actual, 'distinct rows durable'),
+        options: { ...settings, schema: GW_SCHEMA, enqueue: 'all jobs in one transaction before timing (untimed)', timed: 'commit → last job completed and deleted' },
+      });
+    },
+  };
+}
+
+export const jobPerEventDefault = jobPerEvent('alt_gw_job_per_event_default', 'graphile-worker job per event, default settings', GRAPHILE_DEFAULTS);
+export const jobPerEventBest = jobPerEvent('alt_gw_job_per_event_best', 'graphile-worker job per event, best settings', GRAPHILE_BEST);
+
+/** graphile-worker's own no-op throughput with the settings sluice's worker runs (the add_job target's baseline). */
+export function noopJobs(settings: GraphileSettings): Scenario {
+  return {
+    id: 'alt_gw_noop_sluice_settings',
+    title: 'graphile-worker no-op jobs, same settings as the sluice worker',
+    group: 'alternative',
+    async run({ ctx, slowWorkload }) {
+      let ran = 0;
+      const ms = await timeGraphileJobs(ctx, GW_SCHEMA, 'noop', slowWorkload.events.map((_, i) => ({ i })), async () => {
+        ran++;
+      }, settings);
+      return result({
+        id: this.id,
+        title: this.title,
+        group: this.group,
+        rows: slowWorkload.events.length,
+        ms,
+        verified: verify(slowWorkload.events.length, ran, 'jobs run'),
+        options: { ...settings, schema: GW_SCHEMA },
+      });
+    },
+  };
+}
