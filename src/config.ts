@@ -203,7 +203,7 @@ export function loadConfig(
     homeDir: path.resolve(flags.home ?? env.SLUICE_HOME ?? '.sluice'),
     workerId,
     maxConnections: int(
-      { flag: 'maxConnections', env: 'SLUICE_MAX_CONNECTIONS', min: 3, max: 10_000 },
+      { flag: 'maxConnections', env: 'SLUICE_MAX_CONNECTIONS', min: 4, max: 10_000 },
       MAX_CONNECTIONS_DEFAULT,
     ),
     reserve: int({ flag: 'reserve', env: 'SLUICE_RESERVE', min: 0, max: 10_000 }, RESERVE_DEFAULT),

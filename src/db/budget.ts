@@ -38,17 +38,39 @@ export function describePlan(plan: ConnectionPlan): string {
 export function assertPlanFitsBudget(plan: ConnectionPlan, budget: number): void {
   if (plan.total <= budget) return;
   const over = plan.total - budget;
+  throw new SluiceError(
+    'over_budget',
+    `connection plan needs ${plan.total} connections (${describePlan(plan)}) but the declared budget ` +
+      `(--max-connections / SLUICE_MAX_CONNECTIONS) is ${budget}: shrink it by ${over}, e.g. ${shrinkHints(plan, budget).join(' or ')}`,
+  );
+}
+
+/** Concrete flag sets that fit the budget: one flag alone when it can absorb the overage, else a combination. */
+function shrinkHints(plan: ConnectionPlan, budget: number): string[] {
+  const over = plan.total - budget;
   const concurrency = plan.pool - 1;
   const hints: string[] = [];
   if (concurrency - over >= 1) hints.push(`--concurrency ${concurrency - over}`);
   if (plan.drainers - over >= 1) hints.push(`--drainers ${plan.drainers - over}`);
   if (plan.flushers - over >= 1) hints.push(`--flushers ${plan.flushers - over}`);
+  if (hints.length === 0) {
+    // Lower concurrency first, then drainers, then flushers, each to no less than 1.
+    let left = over;
+    const next = { concurrency, drainers: plan.drainers, flushers: plan.flushers };
+    for (const key of ['concurrency', 'drainers', 'flushers'] as const) {
+      const cut = Math.min(left, next[key] - 1);
+      next[key] -= cut;
+      left -= cut;
+    }
+    if (left === 0) {
+      const flags = (['concurrency', 'drainers', 'flushers'] as const)
+        .filter((k) => next[k] !== (k === 'concurrency' ? concurrency : plan[k]))
+        .map((k) => `--${k} ${next[k]}`);
+      hints.push(flags.join(' '));
+    }
+  }
   hints.push(`--max-connections ${plan.total}`);
-  throw new SluiceError(
-    'over_budget',
-    `connection plan needs ${plan.total} connections (${describePlan(plan)}) but the declared budget ` +
-      `(--max-connections / SLUICE_MAX_CONNECTIONS) is ${budget}: shrink it by ${over}, e.g. ${hints.join(' or ')}`,
-  );
+  return hints;
 }
 
 export interface ClusterCapacity {

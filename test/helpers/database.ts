@@ -40,7 +40,9 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
   const pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'sluice-test' });
   pool.on('error', () => undefined);
   const db: TestDatabase = { name, url, pool, query: (text, values) => pool.query(text, values) };
-  afterAll(async (_context, suite) => {
+  // vitest passes the suite second; its first argument must be destructured.
+  // eslint-disable-next-line no-empty-pattern
+  afterAll(async ({}, suite) => {
     await pool.end();
     const failed = (suite as { tasks?: Array<{ result?: { state?: string } }> }).tasks?.some((t) => t.result?.state === 'fail');
     if (failed) {
