@@ -91,10 +91,18 @@ export async function writeBatch(client: pg.ClientBase, target: CopyTarget, batc
         await copyIn(client, target.copySql, batch.lines.join(''));
       } catch (err) {
         if (!isDataError(err)) throw err;
-        // The fast path failed on data: start over and bisect under savepoints.
+        // The fast path failed on data: bisect under savepoints to find the refused rows...
         await client.query('ROLLBACK');
         await client.query('BEGIN');
         await bisect(client, target.copySql, batch.lines, 0, batch.lines.length, refused);
+        // ...then write the good rows again at the top level, so their xmin is the
+        // transaction id the durable ack tracks (rows written in a savepoint carry a
+        // subtransaction id instead).
+        await client.query('ROLLBACK');
+        await client.query('BEGIN');
+        const bad = new Set(refused.map((r) => r.index));
+        const good = batch.lines.filter((_, i) => !bad.has(i));
+        if (good.length > 0) await copyIn(client, target.copySql, good.join(''));
       }
     }
     const rejects = refused.length
