@@ -14,6 +14,7 @@ import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SluiceError } from '../src/errors.js';
 import { writeBatch, type CopyTarget } from '../src/ingest/copy-writer.js';
+import { CopyBuffer } from '../src/ingest/copy-buffer.js';
 import { createIngestor } from '../src/ingest/create-ingestor.js';
 import type { RejectRow } from '../src/ingest/rejects.js';
 import { runCli, spawnCli } from './helpers/cli.js';
@@ -220,7 +221,9 @@ describe('writeBatch: COPY failure bisection (unit, on a plain pg.Client)', () =
       const earlier: RejectRow = { reason: 'invalid_json', message: `line 0 of ${scenario.name}: not JSON`, raw: `{oops ${randomUUID()}` };
       const before = await db.query<{ id: string }>(`SELECT coalesce(max(id), 0)::text AS id FROM sluice.rejects`);
 
-      const result = await writeBatch(client, target, { lines, raws, rejects: [earlier] }, true);
+      const copy = new CopyBuffer();
+      for (const line of lines) copy.append(line);
+      const result = await writeBatch(client, target, { copy, raws, rejects: [earlier] }, true);
 
       expect(result.refused.map((r) => r.index)).toEqual(scenario.bad);
       expect(result.written).toBe(scenario.n - scenario.bad.length);

@@ -9,6 +9,7 @@ import type pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import { isDataError } from '../errors.js';
 import { decodeCopyLine } from './copy-text.js';
+import type { CopyBuffer } from './copy-buffer.js';
 import { insertRejects, type RejectRow, type RejectSource } from './rejects.js';
 
 export interface CopyTarget {
@@ -20,7 +21,7 @@ export interface CopyTarget {
 }
 
 export interface BatchToWrite {
-  readonly lines: readonly string[];
+  readonly copy: CopyBuffer;
   /** Original input text per line when known (NDJSON), for rejects. */
   readonly raws: ReadonlyArray<string | undefined>;
   readonly rejects: readonly RejectRow[];
@@ -28,7 +29,7 @@ export interface BatchToWrite {
 
 export interface WriteResult {
   readonly written: number;
-  /** Indexes (into `lines`) of rows Postgres refused, with its reason. */
+  /** Indexes (lines of `copy`) of rows Postgres refused, with its reason. */
   readonly refused: ReadonlyArray<{ index: number; message: string }>;
   readonly rejected: number;
   /** Transaction id of the commit (for the durable ack), when asked for. */
@@ -37,26 +38,26 @@ export interface WriteResult {
 
 const CURRENT_XID = 'SELECT pg_current_xact_id()::xid::text AS xid';
 
-function copyIn(client: pg.ClientBase, sql: string, text: string): Promise<void> {
+function copyIn(client: pg.ClientBase, sql: string, data: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     const stream = client.query(copyStreams.from(sql));
     stream.on('error', reject);
     stream.on('finish', () => resolve());
-    stream.end(text);
+    stream.end(data);
   });
 }
 
 async function bisect(
   client: pg.ClientBase,
   sql: string,
-  lines: readonly string[],
+  copy: CopyBuffer,
   lo: number,
   hi: number,
   refused: Array<{ index: number; message: string }>,
 ): Promise<void> {
   await client.query('SAVEPOINT sluice_copy');
   try {
-    await copyIn(client, sql, lines.slice(lo, hi).join(''));
+    await copyIn(client, sql, copy.range(lo, hi));
     await client.query('RELEASE SAVEPOINT sluice_copy');
     return;
   } catch (err) {
@@ -69,49 +70,61 @@ async function bisect(
     }
   }
   const mid = lo + Math.floor((hi - lo) / 2);
-  await bisect(client, sql, lines, lo, mid, refused);
-  await bisect(client, sql, lines, mid, hi, refused);
+  await bisect(client, sql, copy, lo, mid, refused);
+  await bisect(client, sql, copy, mid, hi, refused);
 }
 
 function refusedRow(target: CopyTarget, batch: BatchToWrite, index: number, message: string): RejectRow {
   let raw = batch.raws[index];
   if (raw === undefined) {
-    const fields = decodeCopyLine(batch.lines[index] ?? '');
+    const fields = decodeCopyLine(batch.copy.line(index));
     raw = JSON.stringify(Object.fromEntries(target.columns.map((c, i) => [c, fields[i] ?? null])));
   }
   return { reason: 'copy_rejected', message: `Postgres refused the row: ${message}`, raw };
 }
 
 export async function writeBatch(client: pg.ClientBase, target: CopyTarget, batch: BatchToWrite, wantXid: boolean): Promise<WriteResult> {
+  const rows = batch.copy.count;
+  let knownBad = false;
+  // Common case — nothing to reject, no xid wanted: one COPY in its own implicit
+  // transaction, one round trip.
+  if (rows > 0 && batch.rejects.length === 0 && !wantXid) {
+    try {
+      await copyIn(client, target.copySql, batch.copy.range());
+      return { written: rows, refused: [], rejected: 0, xid: undefined };
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      knownBad = true;
+    }
+  }
   const refused: Array<{ index: number; message: string }> = [];
   await client.query('BEGIN');
   try {
-    if (batch.lines.length > 0) {
+    if (rows > 0) {
       try {
-        await copyIn(client, target.copySql, batch.lines.join(''));
+        if (knownBad) throw Object.assign(new Error('known bad batch'), { code: '22000' });
+        await copyIn(client, target.copySql, batch.copy.range());
       } catch (err) {
         if (!isDataError(err)) throw err;
-        // The fast path failed on data: bisect under savepoints to find the refused rows...
+        // The batch failed on data: bisect under savepoints to find the refused rows...
         await client.query('ROLLBACK');
         await client.query('BEGIN');
-        await bisect(client, target.copySql, batch.lines, 0, batch.lines.length, refused);
+        await bisect(client, target.copySql, batch.copy, 0, rows, refused);
         // ...then write the good rows again at the top level, so their xmin is the
         // transaction id the durable ack tracks (rows written in a savepoint carry a
         // subtransaction id instead).
         await client.query('ROLLBACK');
         await client.query('BEGIN');
-        const bad = new Set(refused.map((r) => r.index));
-        const good = batch.lines.filter((_, i) => !bad.has(i));
-        if (good.length > 0) await copyIn(client, target.copySql, good.join(''));
+        if (refused.length < rows) await copyIn(client, target.copySql, batch.copy.without(new Set(refused.map((r) => r.index))));
       }
     }
     const rejects = refused.length
       ? [...batch.rejects, ...refused.map((r) => refusedRow(target, batch, r.index, r.message))]
       : batch.rejects;
     await insertRejects(client, target.stream, target.source, rejects);
-    const xid = wantXid && batch.lines.length > refused.length ? (await client.query<{ xid: string }>(CURRENT_XID)).rows[0]?.xid : undefined;
+    const xid = wantXid && rows > refused.length ? (await client.query<{ xid: string }>(CURRENT_XID)).rows[0]?.xid : undefined;
     await client.query('COMMIT');
-    return { written: batch.lines.length - refused.length, refused, rejected: rejects.length, xid };
+    return { written: rows - refused.length, refused, rejected: rejects.length, xid };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;

@@ -36,7 +36,19 @@ export class Rejection {
   ) {}
 }
 
-const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+/** Canonical 8-4-4-4-12 hex UUID, checked from char codes (hot path: once per event). */
+export function isUuid(s: string): boolean {
+  if (s.length !== 36) return false;
+  for (let i = 0; i < 36; i++) {
+    const c = s.charCodeAt(i);
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (c !== 45) return false;
+    } else if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70))) {
+      return false;
+    }
+  }
+  return true;
+}
 const WINDOW_REFRESH_MS = 60_000;
 
 interface ColumnEncoder {
@@ -91,7 +103,7 @@ export class EventEncoder {
         return new Rejection('missing_event_id', `event_id is required by stream ${this.stream.name} (a UUID the producer reuses on retry)`);
       }
       eventId = randomUUID();
-    } else if (typeof eventId !== 'string' || !UUID.test(eventId)) {
+    } else if (typeof eventId !== 'string' || !isUuid(eventId)) {
       return new Rejection('invalid_event_id', `event_id must be a UUID string, got ${describe(eventId)}`);
     }
 

@@ -18,6 +18,7 @@ import { quoteIdent, stagingTable } from '../streams/names.js';
 import type { StreamDefinition } from '../streams/registry.js';
 import { EventEncoder, Rejection, rawText, type RejectReason } from './event-encoder.js';
 import { writeBatch, type CopyTarget, type WriteResult } from './copy-writer.js';
+import { CopyBuffer } from './copy-buffer.js';
 import { DurableTracker } from './durable-tracker.js';
 import type { RejectRow, RejectSource } from './rejects.js';
 
@@ -80,18 +81,19 @@ class Deferred<T> {
 }
 
 export class Batch {
-  readonly lines: string[] = [];
+  readonly copy = new CopyBuffer();
   readonly raws: Array<string | undefined> = [];
   readonly rejects: RejectRow[] = [];
-  bytes = 0;
   waiting = 0;
+  /** Its age (or an explicit flush) made it due, even if not full. */
+  due = false;
   /** Some caller wants the durable ack: fetch the commit's transaction id. */
   wantXid = false;
   readonly openedAt = Date.now();
   readonly done = new Deferred<WriteResult>();
 
   get size(): number {
-    return this.lines.length + this.rejects.length;
+    return this.copy.count + this.rejects.length;
   }
 }
 
@@ -105,6 +107,10 @@ interface Segment {
 }
 
 const DEFAULT_MAX_WRITE_ATTEMPTS = 10;
+/** While a COPY is in flight, the open batch may grow to this many times flushRows (fewer, larger COPYs under load). */
+const GROW_WHILE_BUSY = 4;
+/** push() lets the event loop run (socket I/O, COPY progress) after this many events. */
+const YIELD_EVERY = 1_000;
 
 export class Ingestor {
   readonly stream: StreamDefinition;
@@ -119,6 +125,7 @@ export class Ingestor {
   private buffered = 0;
   private spaceWaiters: Array<() => void> = [];
   private closed = false;
+  private sinceYield = 0;
   private counters = { accepted: 0, rejected: 0, batches: 0 };
 
   constructor(private readonly options: IngestorOptions) {
@@ -150,6 +157,13 @@ export class Ingestor {
   async push(event: unknown, raw?: string): Promise<void> {
     while (this.buffered >= this.options.bufferRows) await this.waitForSpace();
     this.offer(event, raw);
+    // A tight push loop never yields to I/O on its own (awaiting a resolved promise
+    // runs only microtasks): give the COPY in flight a turn now and then, so encoding
+    // and Postgres work overlap instead of alternating.
+    if (++this.sinceYield >= YIELD_EVERY) {
+      this.sinceYield = 0;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
   }
 
   /**
@@ -217,14 +231,14 @@ export class Ingestor {
       this.counters.rejected++;
       return { batch, line: -1, rejection: encoded };
     }
-    const line = batch.lines.length;
-    batch.lines.push(encoded);
+    const line = batch.copy.count;
+    batch.copy.append(encoded);
     batch.raws.push(raw);
-    batch.bytes += encoded.length;
     this.buffered++;
     this.counters.accepted++;
-    if (batch.lines.length >= this.options.flushRows || batch.bytes >= this.options.flushBytes) {
-      this.sealOpen();
+    if (batch.copy.count >= this.options.flushRows || batch.copy.bytes >= this.options.flushBytes) {
+      // Seal now if a connection is free; while COPYs are in flight, keep growing (up to a bound).
+      if (this.active < this.options.flushers.size || batch.copy.count >= this.options.flushRows * GROW_WHILE_BUSY) this.sealOpen();
     }
     return { batch, line };
   }
@@ -259,7 +273,7 @@ export class Ingestor {
   private track(segments: Segment[], batch: Batch, line: number, eventIndex: number): void {
     let segment = segments[segments.length - 1];
     if (!segment || segment.batch !== batch) {
-      segment = { batch, from: line >= 0 ? line : batch.lines.length, to: line >= 0 ? line : batch.lines.length, eventIndexes: [] };
+      segment = { batch, from: line >= 0 ? line : batch.copy.count, to: line >= 0 ? line : batch.copy.count, eventIndexes: [] };
       segments.push(segment);
       batch.waiting++;
     }
@@ -291,7 +305,8 @@ export class Ingestor {
     this.outstanding.add(batch);
     this.ageTimer = setTimeout(() => {
       this.ageTimer = undefined;
-      if (this.open === batch) this.sealOpen();
+      batch.due = true;
+      this.pump();
     }, this.options.flushAgeMs);
     return batch;
   }
@@ -308,9 +323,18 @@ export class Ingestor {
     this.pump();
   }
 
+  /** Start COPYs while connections are free: sealed batches first, then the open one if it is due or full. */
   private pump(): void {
     while (this.active < this.options.flushers.size) {
-      const batch = this.sealed.shift();
+      let batch = this.sealed.shift();
+      if (!batch && this.open && (this.open.due || this.open.copy.count >= this.options.flushRows || this.open.copy.bytes >= this.options.flushBytes)) {
+        batch = this.open;
+        this.open = undefined;
+        if (this.ageTimer) {
+          clearTimeout(this.ageTimer);
+          this.ageTimer = undefined;
+        }
+      }
       if (!batch) return;
       this.active++;
       void this.writeWithRetries(batch).finally(() => {
@@ -358,11 +382,11 @@ export class Ingestor {
       }
     } catch (err) {
       const error = coerceError(err);
-      this.options.log.error({ stream: this.stream.name, rows: batch.lines.length, err: error.message }, 'ingest: flush failed; the batch was not acknowledged');
+      this.options.log.error({ stream: this.stream.name, rows: batch.copy.count, err: error.message }, 'ingest: flush failed; the batch was not acknowledged');
       batch.done.reject(new Error(`sluice: flush to stream ${this.stream.name} failed: ${error.message}`, { cause: error }));
     } finally {
       this.outstanding.delete(batch);
-      this.buffered -= batch.lines.length;
+      this.buffered -= batch.copy.count;
       if (!this.full && this.spaceWaiters.length) {
         const waiters = this.spaceWaiters;
         this.spaceWaiters = [];

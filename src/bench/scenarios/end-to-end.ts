@@ -47,10 +47,7 @@ async function runEndToEnd(
   const ingestor = await createIngestor({ connectionString: ctx.url, stream: stream.name, ack: 'staged', drainSlots: plan.drainers, clientId: `bench-${id}-producer` });
   const started = performance.now();
   if (ratePerSecond === undefined) {
-    for (const json of workload.json) {
-      if (ingestor.full) await ingestor.waitForSpace();
-      ingestor.offer(JSON.parse(json), json);
-    }
+    for (const json of workload.json) await ingestor.push(JSON.parse(json), json);
   } else {
     // Paced producer: every 5 ms, send what the target rate allows so far.
     let sent = 0;

@@ -29,10 +29,7 @@ export const ingestorToStaging: Scenario = {
     const stream = await ctx.freshStream('ingestor');
     const ingestor = await createIngestor({ connectionString: ctx.url, stream: stream.name, ack: 'staged', clientId: 'bench-ingestor' });
     const started = performance.now();
-    for (const json of workload.json) {
-      if (ingestor.full) await ingestor.waitForSpace();
-      ingestor.offer(JSON.parse(json), json);
-    }
+    for (const json of workload.json) await ingestor.push(JSON.parse(json), json);
     await ingestor.flush();
     const ms = performance.now() - started;
     await ingestor.close();
