@@ -142,7 +142,8 @@ export class EventEncoder {
     let rest: Record<string, unknown> | undefined;
     for (const key of Object.keys(record)) {
       if (this.known.has(key)) continue;
-      (rest ??= {})[key] = record[key];
+      // A null-prototype object: a "__proto__" key must stay a key, not set a prototype.
+      (rest ??= Object.create(null) as Record<string, unknown>)[key] = record[key];
     }
     if (rest === undefined) {
       line += '{}\n';

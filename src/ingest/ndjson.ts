@@ -29,8 +29,11 @@ export async function* readNdjson(
   const take = (piece: string): NdjsonLine | undefined => {
     number++;
     const length = carryLength + piece.length;
-    const text = overflow ? carry : carry + piece;
-    const line = { number, text: text.endsWith('\r') ? text.slice(0, -1) : text, truncated: overflow, length };
+    let text = overflow ? carry : carry + piece;
+    // Cut at the same bound whether the line arrived in one chunk or across several.
+    const truncated = overflow || text.length > maxLineChars;
+    if (text.length > maxLineChars) text = text.slice(0, maxLineChars);
+    const line = { number, text: !truncated && text.endsWith('\r') ? text.slice(0, -1) : text, truncated, length };
     carry = '';
     carryLength = 0;
     overflow = false;

@@ -58,10 +58,21 @@ function integerEncoder(min: bigint, max: bigint, typeName: string): Encoder {
   };
 }
 
-function floatEncoder(maxAbs: number, typeName: string): Encoder {
+const NONZERO_MANTISSA = /^[+-]?0*\.?0*[1-9]/;
+
+/**
+ * real / double precision. Postgres (12+) refuses values that overflow *or
+ * underflow* the type ("out of range"), so both are caught here rather than
+ * failing a whole COPY.
+ */
+function floatEncoder(maxAbs: number, typeName: string, single: boolean): Encoder {
   return (value) => {
     const n = typeof value === 'number' ? value : typeof value === 'string' && NUMERIC_TEXT.test(value) ? Number(value) : NaN;
     if (!Number.isFinite(n) || Math.abs(n) > maxAbs) throw new InvalidValue(`${describe(value)} is not a finite ${typeName}`);
+    const underflows = single ? n !== 0 && Math.fround(n) === 0 : n === 0 && typeof value === 'string' && NONZERO_MANTISSA.test(value);
+    if (underflows || (typeof value === 'string' && single && n === 0 && NONZERO_MANTISSA.test(value))) {
+      throw new InvalidValue(`${describe(value)} is too small for ${typeName} (underflow)`);
+    }
     return typeof value === 'string' ? value : String(value);
   };
 }
@@ -80,8 +91,8 @@ const ENCODERS: Record<string, Encoder> = {
     if (typeof value === 'string' && NUMERIC_TEXT.test(value)) return value;
     throw new InvalidValue(`${describe(value)} is not a number`);
   },
-  real: floatEncoder(3.4028234663852886e38, 'real'),
-  'double precision': floatEncoder(Number.MAX_VALUE, 'double precision'),
+  real: floatEncoder(3.4028234663852886e38, 'real', true),
+  'double precision': floatEncoder(Number.MAX_VALUE, 'double precision', false),
   boolean: (value) => {
     if (value === true || value === 'true') return 't';
     if (value === false || value === 'false') return 'f';
