@@ -102,6 +102,8 @@ DECLARE
   v_lo date;
   v_hi date;
   v_month date;
+  v_name text;
+  v_reason text;
   v_count bigint;
 BEGIN
   created := 0;
@@ -111,12 +113,22 @@ BEGIN
   FOR v_month IN EXECUTE format(
       'SELECT DISTINCT sluice.utc_month(occurred_at) FROM sluice_staging.%I WHERE occurred_at IS NOT NULL', p_stream)
   LOOP
-    CONTINUE WHEN to_regclass(format('sluice_data.%I', sluice.partition_name(p_stream, v_month))) IS NOT NULL;
-    IF v_month >= v_lo AND v_month < v_hi THEN
+    v_name := sluice.partition_name(p_stream, v_month);
+    -- Attached, not merely present: a detached table (archived by hand) keeps its name.
+    CONTINUE WHEN EXISTS (
+      SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+       WHERE i.inhparent = format('sluice_data.%I', p_stream)::regclass AND c.relname = v_name);
+    IF v_month >= v_lo AND v_month < v_hi AND to_regclass(format('sluice_data.%I', v_name)) IS NULL THEN
       IF sluice.ensure_partition(p_stream, v_month) THEN
         created := created + 1;
       END IF;
     ELSE
+      v_reason := CASE WHEN v_month >= v_lo AND v_month < v_hi
+        THEN format('table sluice_data.%s exists but is not attached (detached by hand?): re-attach or rename it to let month %s in',
+                    v_name, to_char(v_month, 'YYYY-MM'))
+        ELSE format('occurred_at month %s is outside the stream window [%s, %s): no partition may be created for it',
+                    to_char(v_month, 'YYYY-MM'), to_char(v_lo, 'YYYY-MM'), to_char(v_hi, 'YYYY-MM'))
+      END;
       EXECUTE format(
         'WITH moved AS (DELETE FROM sluice_staging.%I s WHERE s.occurred_at >= $1 AND s.occurred_at < $2 RETURNING s.*)
          INSERT INTO sluice.rejects (stream, source, reason, message, raw)
@@ -124,8 +136,7 @@ BEGIN
       USING (to_char(v_month, 'YYYY-MM-DD') || ' 00:00:00+00')::timestamptz,
             (to_char(v_month + interval '1 month', 'YYYY-MM-DD') || ' 00:00:00+00')::timestamptz,
             p_stream,
-            format('occurred_at month %s is outside the stream window [%s, %s): no partition may be created for it',
-                   to_char(v_month, 'YYYY-MM'), to_char(v_lo, 'YYYY-MM'), to_char(v_hi, 'YYYY-MM'));
+            v_reason;
       GET DIAGNOSTICS v_count = ROW_COUNT;
       rejected := rejected + v_count;
     END IF;
@@ -166,6 +177,10 @@ BEGIN
     END IF;
     IF v_columns @> jsonb_build_array(jsonb_build_object('name', v_col_name)) THEN
       RAISE EXCEPTION 'sluice: column % declared twice', v_col_name USING ERRCODE = 'duplicate_column';
+    END IF;
+    IF (v_col->>'type') ~ '[()\[\]]' THEN
+      RAISE EXCEPTION 'sluice: column type % has a modifier or array bound; declare the base type', v_col->>'type'
+        USING ERRCODE = 'invalid_parameter_value', HINT = 'Supported: ' || array_to_string(sluice.allowed_column_types(), ', ');
     END IF;
     v_col_type := (v_col->>'type')::regtype::text;
     IF NOT v_col_type = ANY (sluice.allowed_column_types()) THEN
@@ -264,8 +279,12 @@ BEGIN
     END IF;
     v_cols_sql := v_cols_sql || CASE WHEN v_cols_sql = '' THEN '' ELSE ', ' END || format('%I', v_col);
   END LOOP;
-  v_name := left(p_stream || '_' || array_to_string(p_columns, '_'), 50)
-            || CASE WHEN p_predicate IS NULL THEN '' ELSE '_' || left(md5(p_predicate), 6) END || '_idx';
+  -- Readable when it fits; otherwise (or with a predicate) a hash of the definition keeps names distinct.
+  v_name := p_stream || '_' || array_to_string(p_columns, '_');
+  IF length(v_name) > 50 OR p_predicate IS NOT NULL THEN
+    v_name := left(v_name, 50) || '_' || left(md5(array_to_string(p_columns, ',') || '|' || coalesce(p_predicate, '')), 6);
+  END IF;
+  v_name := v_name || '_idx';
   EXECUTE format('CREATE INDEX %I ON sluice_data.%I (%s)%s', v_name, p_stream, v_cols_sql,
                  CASE WHEN p_predicate IS NULL THEN '' ELSE ' WHERE ' || p_predicate END);
   UPDATE sluice.streams

@@ -25,22 +25,36 @@ export interface MigrateResult {
   applied: string[];
 }
 
-export async function migrateDatabase(connectionString: string, log: Logger): Promise<MigrateResult> {
-  const client = new pg.Client({ connectionString, application_name: 'sluice/migrate' });
-  client.on('error', () => undefined);
-  await client.connect();
+/**
+ * Migrate through a connection string, or through an existing pool (a worker
+ * migrates on its own pool, so even start-up stays inside its budget).
+ */
+export async function migrateDatabase(target: string | pg.Pool, log: Logger): Promise<MigrateResult> {
+  const own = typeof target === 'string' ? new pg.Client({ connectionString: target, application_name: 'sluice/migrate' }) : undefined;
+  const client: pg.Client | pg.PoolClient = own ?? (await (target as pg.Pool).connect());
   let applied: string[];
   try {
+    if (own) {
+      own.on('error', () => undefined);
+      await own.connect();
+    }
     await client.query(PREPARE_LEDGER);
     await client.query('SET search_path TO sluice, public');
-    const done = await runSqlMigrations({ client }, MIGRATIONS_DIR, {
-      logger: (msg) => log.debug({ component: 'postgres-migrations' }, msg),
-    });
-    applied = done.filter((m) => m.id > 0).map((m) => m.fileName);
+    try {
+      const done = await runSqlMigrations({ client }, MIGRATIONS_DIR, {
+        logger: (msg) => log.debug({ component: 'postgres-migrations' }, msg),
+      });
+      applied = done.filter((m) => m.id > 0).map((m) => m.fileName);
+    } finally {
+      await client.query('RESET search_path').catch(() => undefined);
+    }
   } finally {
-    await client.end().catch(() => undefined);
+    if (own) await own.end().catch(() => undefined);
+    else (client as pg.PoolClient).release();
   }
-  await runWorkerMigrations({ connectionString, logger: toGraphileLogger(log) });
+  await runWorkerMigrations(
+    typeof target === 'string' ? { connectionString: target, logger: toGraphileLogger(log) } : { pgPool: target, logger: toGraphileLogger(log) },
+  );
   if (applied.length) log.info({ applied }, 'migrate: applied migrations');
   else log.debug('migrate: schema is up to date');
   return { applied };

@@ -78,7 +78,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
 
   phase('migrating');
   await migrateDatabase(connectionString, log);
-  const observer = new pg.Client({ connectionString, application_name: applicationName(`demo-${runId}`, 'observer') });
+  // Named apart from the worker (sluice/demo-<id>/…), so sampling the worker's connections does not count it.
+  const observer = new pg.Client({ connectionString, application_name: applicationName(`demo-${runId}-observer`, 'control') });
   await observer.connect();
   const startedAt = (await observer.query<{ now: Date }>('SELECT now()')).rows[0]?.now ?? new Date();
 

@@ -50,12 +50,12 @@ export async function runWorker({ config, connectionString, log: parentLog }: Ru
   const plan = planConnections(config);
   assertPlanFitsBudget(plan, config.maxConnections);
 
-  if (config.migrate) await migrateDatabase(connectionString, log);
-
-  const pool = createPool(connectionString, applicationName(workerId, "pool"), plan.pool, log);
+  const pool = createPool(connectionString, applicationName(workerId, 'pool'), plan.pool, log);
   const opened: ConnectionSet[] = [];
   let registered = false;
   try {
+    // On the worker's own pool: start-up stays inside the budget too.
+    if (config.migrate) await migrateDatabase(pool, log);
     const registration = await withClient(pool, (client) =>
       registerWorker(client, {
         workerId,
