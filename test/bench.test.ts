@@ -53,5 +53,5 @@ describe('sluice bench', () => {
     // The bench cleans up after itself.
     const leftovers = await db.query(`SELECT name FROM sluice.streams WHERE name LIKE 'bench_%'`);
     expect(leftovers.rows).toEqual([]);
-  });
+  }, 240_000);
 });
