@@ -23,7 +23,7 @@ CREATE TABLE sluice.streams (
   retention_mode text NOT NULL DEFAULT 'detach' CHECK (retention_mode IN ('detach', 'drop')),
   -- how far back (in months) a late event may land; older ones are rejected
   max_past_months int NOT NULL DEFAULT 12 CHECK (max_past_months BETWEEN 0 AND 1200),
-  drain_batch_rows int NOT NULL DEFAULT 5000 CHECK (drain_batch_rows BETWEEN 1 AND 1000000),
+  drain_batch_rows int NOT NULL DEFAULT 10000 CHECK (drain_batch_rows BETWEEN 1 AND 1000000),
   max_event_bytes int NOT NULL DEFAULT 65536 CHECK (max_event_bytes BETWEEN 64 AND 268435456),
   require_event_id boolean NOT NULL DEFAULT true,
   created_at timestamptz NOT NULL DEFAULT now()

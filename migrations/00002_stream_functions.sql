@@ -199,7 +199,7 @@ BEGIN
           (p_options->>'retention_months')::int,
           coalesce(p_options->>'retention_mode', 'detach'),
           coalesce((p_options->>'max_past_months')::int, 12),
-          coalesce((p_options->>'drain_batch_rows')::int, 5000),
+          coalesce((p_options->>'drain_batch_rows')::int, 10000),
           coalesce((p_options->>'max_event_bytes')::int, 65536),
           coalesce((p_options->>'require_event_id')::boolean, true));
 

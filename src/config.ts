@@ -29,7 +29,7 @@ export const FLUSH_AGE_MS_DEFAULT = 50;
 /** push() waits (back-pressure) while this many rows are buffered and not yet committed. */
 export const BUFFER_ROWS_DEFAULT = 50_000;
 /** Rows moved per drain transaction (a stream's own setting wins when the flag is not given). */
-export const DRAIN_BATCH_ROWS_DEFAULT = 5_000;
+export const DRAIN_BATCH_ROWS_DEFAULT = 10_000;
 /** A drain job hands its slot back after this long, re-queueing itself if rows remain. */
 export const DRAIN_JOB_MAX_MS_DEFAULT = 30_000;
 /** Workers write a heartbeat this often... */
@@ -51,6 +51,8 @@ export interface SluiceConfig {
   readonly maxConnections: number;
   readonly reserve: number;
   readonly concurrency: number;
+  /** graphile-worker pool size; undefined → concurrency + 1. */
+  readonly poolSize: number | undefined;
   readonly flushers: number;
   readonly drainers: number;
   readonly flushRows: number;
@@ -79,6 +81,7 @@ export interface ConfigFlags {
   maxConnections?: number;
   reserve?: number;
   concurrency?: number;
+  poolSize?: number;
   flushers?: number;
   drainers?: number;
   flushRows?: number;
@@ -208,6 +211,10 @@ export function loadConfig(
     ),
     reserve: int({ flag: 'reserve', env: 'SLUICE_RESERVE', min: 0, max: 10_000 }, RESERVE_DEFAULT),
     concurrency,
+    poolSize:
+      flags.poolSize !== undefined || env.SLUICE_POOL_SIZE
+        ? int({ flag: 'poolSize', env: 'SLUICE_POOL_SIZE', min: 2, max: 1_001 }, concurrency + 1)
+        : undefined,
     flushers: int({ flag: 'flushers', env: 'SLUICE_FLUSHERS', min: 1, max: 32 }, FLUSHERS_DEFAULT),
     drainers: int({ flag: 'drainers', env: 'SLUICE_DRAINERS', min: 1, max: 64 }, DRAINERS_DEFAULT),
     flushRows,

@@ -80,6 +80,7 @@ export function renderMarkdown(report: BenchReport): string {
     if (r.peakConnections !== undefined) notes.push(`peak conn ${r.peakConnections}/${r.budget}`);
     if (r.lagMs) notes.push(`lag p50 ${fmt(r.lagMs.p50)} ms, p99 ${fmt(r.lagMs.p99)} ms, max ${fmt(r.lagMs.max)} ms`);
     if (r.workerPeakRssMb !== undefined) notes.push(`worker RSS ${fmt(r.workerPeakRssMb)} MB`);
+    if (r.runs) notes.push(`best of ${r.runs.length}: ${r.runs.map(fmt).join(' / ')} rows/s`);
     if (r.group === 'alternative' && r.id !== 'alt_gw_noop_sluice_settings' && r === best) notes.push('best alternative');
     const limit = limitFor(r, results);
     lines.push(

@@ -20,20 +20,28 @@ export interface ScenarioResult {
   readonly workerPeakRssMb?: number;
   readonly lagMs?: { readonly p50: number; readonly p99: number; readonly max: number };
   readonly notes?: string;
+  /** rows/s of every run when the scenario was repeated (the best is reported). */
+  readonly runs?: readonly number[];
 }
 
 export interface BenchSizes {
-  /** Events for fast paths (COPY, Ingestor, drains, end to end). */
+  /** Events for fast paths (COPY, Ingestor, drains, end to end): the whole workload. */
   readonly events: number;
-  /** Events (= jobs) for paths that are slow by nature (row INSERTs, job-per-event). */
+  /** Events for row-at-a-time INSERTs (a tenth). */
   readonly slowEvents: number;
+  /** Jobs for the one-event-per-job comparisons (a fortieth). */
+  readonly jobEvents: number;
+  /** Jobs for graphile-worker job-per-event, bound by commit (fsync) latency (a hundredth). */
+  readonly fsyncBoundJobs: number;
 }
 
 export interface ScenarioInput {
   readonly ctx: BenchContext;
   readonly workload: Workload;
-  /** A prefix of the workload for the slow paths. */
+  /** Prefixes of the workload for the slower paths (see BenchSizes). */
   readonly slowWorkload: Workload;
+  readonly jobWorkload: Workload;
+  readonly fsyncBoundWorkload: Workload;
   readonly sizes: BenchSizes;
   /** Results so far (later scenarios pace themselves from earlier ones). */
   readonly results: ReadonlyMap<string, ScenarioResult>;
@@ -43,6 +51,12 @@ export interface Scenario {
   readonly id: string;
   readonly title: string;
   readonly group: ScenarioGroup;
+  /**
+   * Runs to make; the best counts. Limits, alternatives and sluice alike are
+   * repeated where a run is cheap, because this VM's disk latency varies
+   * run to run by ±30%.
+   */
+  readonly repeat?: number;
   run(input: ScenarioInput): Promise<ScenarioResult>;
 }
 
@@ -55,4 +69,9 @@ export function result(
 
 export function verify(expected: number, actual: number, what: string): ScenarioResult['verified'] {
   return { expected, actual, what };
+}
+
+/** The same scenario, run `times` times with the best run reported. */
+export function repeated(scenario: Scenario, times: number): Scenario {
+  return { id: scenario.id, title: scenario.title, group: scenario.group, repeat: times, run: (input) => scenario.run.call(scenario, input) };
 }

@@ -28,7 +28,7 @@ const create: CommandModule<object, CreateArgs> = {
       .option('index', { type: 'string', array: true, describe: "Btree index on the durable table (repeatable): 'col[,col]' or 'col WHERE kind = ''buy'''" })
       .option('premake-months', { type: 'number', describe: 'Future monthly partitions kept ready (default 3)' })
       .option('max-past-months', { type: 'number', describe: 'How late an event may arrive, in months (default 12)' })
-      .option('drain-batch-rows', { type: 'number', describe: 'Rows per drain transaction (default 5000)' })
+      .option('drain-batch-rows', { type: 'number', describe: 'Rows per drain transaction (default 10000)' })
       .option('max-event-bytes', { type: 'number', describe: 'Largest accepted event, encoded (default 65536)' })
       .option('require-event-id', { type: 'boolean', describe: 'Reject events without event_id (default true; --no-require-event-id generates one)' }) as Argv<CreateArgs>,
   handler: (argv) =>

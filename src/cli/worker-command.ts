@@ -12,6 +12,7 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
     globalOptions(y)
       .option('max-connections', { type: 'number', describe: 'Declared connection budget of this worker (default 16; $SLUICE_MAX_CONNECTIONS)' })
       .option('concurrency', { type: 'number', describe: 'graphile-worker job slots (default 8; $SLUICE_CONCURRENCY)' })
+      .option('pool-size', { type: 'number', describe: 'graphile-worker pool connections (default concurrency + 1). sluice tasks rarely hold one, so many job slots can share a small pool' })
       .option('drainers', { type: 'number', describe: 'Parallel drainers, one dedicated connection each (default 2)' })
       .option('flushers', { type: 'number', describe: 'Dedicated COPY connections (default 1)' })
       .option('reserve', { type: 'number', describe: 'Connections left free for admins/migrations in the cluster check (default 10)' })

@@ -13,6 +13,8 @@ import type pg from 'pg';
 import { SluiceError } from '../errors.js';
 
 export interface ConnectionPlan {
+  /** graphile-worker job slots the pool serves. */
+  readonly concurrency: number;
   readonly pool: number;
   readonly flushers: number;
   readonly drainers: number;
@@ -23,15 +25,24 @@ export interface PlanInput {
   readonly concurrency: number;
   readonly flushers: number;
   readonly drainers: number;
+  /**
+   * Pool size when set explicitly; by default concurrency + 1 (a connection
+   * per job slot plus graphile-worker's LISTEN client, as the blueprint says).
+   */
+  readonly poolSize?: number | undefined;
 }
 
 export function planConnections(input: PlanInput): ConnectionPlan {
-  const pool = input.concurrency + 1;
-  return { pool, flushers: input.flushers, drainers: input.drainers, total: pool + input.flushers + input.drainers };
+  const pool = input.poolSize ?? input.concurrency + 1;
+  return { concurrency: input.concurrency, pool, flushers: input.flushers, drainers: input.drainers, total: pool + input.flushers + input.drainers };
 }
 
 export function describePlan(plan: ConnectionPlan): string {
-  return `pool ${plan.pool} (concurrency ${plan.pool - 1} + 1 listener) + flushers ${plan.flushers} + drainers ${plan.drainers} = ${plan.total}`;
+  const pool =
+    plan.pool === plan.concurrency + 1
+      ? `pool ${plan.pool} (concurrency ${plan.concurrency} + 1 listener)`
+      : `pool ${plan.pool} (for concurrency ${plan.concurrency}, listener included)`;
+  return `${pool} + flushers ${plan.flushers} + drainers ${plan.drainers} = ${plan.total}`;
 }
 
 /** Refuse a plan larger than the declared budget, saying what to shrink. */
@@ -48,8 +59,14 @@ export function assertPlanFitsBudget(plan: ConnectionPlan, budget: number): void
 /** Concrete flag sets that fit the budget: one flag alone when it can absorb the overage, else a combination. */
 function shrinkHints(plan: ConnectionPlan, budget: number): string[] {
   const over = plan.total - budget;
-  const concurrency = plan.pool - 1;
   const hints: string[] = [];
+  if (plan.pool !== plan.concurrency + 1) {
+    // An explicit pool size: shrinking concurrency would not shrink the pool.
+    if (plan.pool - over >= 2) hints.push(`--pool-size ${plan.pool - over}`);
+    hints.push(`--max-connections ${plan.total}`);
+    return hints;
+  }
+  const concurrency = plan.concurrency;
   if (concurrency - over >= 1) hints.push(`--concurrency ${concurrency - over}`);
   if (plan.drainers - over >= 1) hints.push(`--drainers ${plan.drainers - over}`);
   if (plan.flushers - over >= 1) hints.push(`--flushers ${plan.flushers - over}`);

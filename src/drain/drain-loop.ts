@@ -1,7 +1,9 @@
 /**
  * A drain run, in River's maintenance shape: LIMITed batches until one comes
- * back short, a statement timeout per batch, smaller batches after timeouts,
- * jittered backoff, a time budget, one result object and one log line.
+ * back (nearly) empty, a statement timeout per batch, smaller batches after
+ * timeouts, jittered backoff, a time budget, one result object and one log line.
+ * Under sustained load a short batch is followed by a 20 ms pause and another
+ * batch rather than an exit, so drainers do not idle between kicks.
  */
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
@@ -34,6 +36,9 @@ export interface DrainRunResult {
 }
 
 const MIN_BATCH_ROWS = 100;
+/** After a batch at least this full (but short), pause LINGER_MS and drain again instead of exiting. */
+const LINGER_FRACTION = 0.1;
+const LINGER_MS = 20;
 const MAX_TIMEOUTS_IN_A_ROW = 5;
 
 export async function drainUntilEmpty(getClient: () => Promise<pg.ClientBase>, options: DrainRunOptions): Promise<DrainRunResult> {
@@ -70,7 +75,11 @@ export async function drainUntilEmpty(getClient: () => Promise<pg.ClientBase>, o
     totals.rejected += result.rejected;
     totals.partitionsCreated += result.partitionsCreated;
     totals.maxLagMs = Math.max(totals.maxLagMs, result.maxLagMs);
-    if (result.moved < batchRows && result.partitionsCreated === 0 && result.rejected === 0) break;
+    if (result.partitionsCreated > 0 || result.rejected > 0 || result.moved >= batchRows) continue;
+    // A short batch. Under sustained load rows keep arriving: pause briefly and go
+    // on rather than idling until the next kick. Near-empty: stop, a kick wakes us.
+    if (result.moved < batchRows * LINGER_FRACTION) break;
+    await sleep(LINGER_MS, options.signal);
   }
   const run: DrainRunResult = {
     ...totals,

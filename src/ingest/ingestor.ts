@@ -108,7 +108,7 @@ interface Segment {
 
 const DEFAULT_MAX_WRITE_ATTEMPTS = 10;
 /** While a COPY is in flight, the open batch may grow to this many times flushRows (fewer, larger COPYs under load). */
-const GROW_WHILE_BUSY = 4;
+const GROW_WHILE_BUSY = 10;
 /** push() lets the event loop run (socket I/O, COPY progress) after this many events. */
 const YIELD_EVERY = 1_000;
 
@@ -126,6 +126,7 @@ export class Ingestor {
   private spaceWaiters: Array<() => void> = [];
   private closed = false;
   private sinceYield = 0;
+  private waiting = 0;
   private counters = { accepted: 0, rejected: 0, batches: 0 };
 
   constructor(private readonly options: IngestorOptions) {
@@ -260,9 +261,19 @@ export class Ingestor {
     return new Promise((resolve) => this.spaceWaiters.push(resolve));
   }
 
-  /** ingest() calls currently waiting on the open batch. */
+  /** ingest() calls currently waiting for their rows to commit (on any batch). */
+  get waitingCalls(): number {
+    return this.waiting;
+  }
+
+  /** ingest() calls waiting on the open batch (not yet being written). */
   get waitingOnOpen(): number {
     return this.open?.waiting ?? 0;
+  }
+
+  /** No COPY in flight or queued. */
+  get idle(): boolean {
+    return this.active === 0 && this.sealed.length === 0;
   }
 
   /** Seal the open batch now if some ingest() call waits on it (instead of waiting for its age). */
@@ -284,16 +295,22 @@ export class Ingestor {
   }
 
   private async awaitSegments(segments: Segment[], durable: boolean): Promise<Array<{ segment: Segment; result: WriteResult }>> {
-    if (segments.some((s) => s.batch === this.open)) this.options.onWait?.();
-    const results = await Promise.all(
-      segments.map(async (segment) => {
-        try {
-          return { segment, result: await segment.batch.done.promise };
-        } finally {
-          segment.batch.waiting--;
-        }
-      }),
-    );
+    this.waiting++;
+    let results: Array<{ segment: Segment; result: WriteResult }>;
+    try {
+      if (segments.some((s) => s.batch === this.open)) this.options.onWait?.();
+      results = await Promise.all(
+        segments.map(async (segment) => {
+          try {
+            return { segment, result: await segment.batch.done.promise };
+          } finally {
+            segment.batch.waiting--;
+          }
+        }),
+      );
+    } finally {
+      this.waiting--;
+    }
     if (durable) await Promise.all(results.map(({ result }) => (result.xid ? this.durable.wait(result.xid) : undefined)));
     return results;
   }

@@ -36,10 +36,17 @@ export function encodeJson(value: unknown): string {
     throw new InvalidValue(`value is not serialisable as JSON: ${(err as Error).message}`);
   }
   if (json === undefined) throw new InvalidValue(`value ${describe(value)} is not JSON`);
-  if (json.includes('\\u') && NUL_OR_LONE_SURROGATE_IN_JSON.test(json)) {
-    throw new InvalidValue('JSON cannot contain \\u0000 or an unpaired UTF-16 surrogate (Postgres jsonb refuses both)');
-  }
+  const problem = jsonProblem(json);
+  if (problem) throw new InvalidValue(problem);
   return json;
+}
+
+/** Why Postgres' jsonb would refuse this JSON text (\u0000, unpaired surrogates), or undefined. */
+export function jsonProblem(json: string): string | undefined {
+  if (json.includes('\\u') && NUL_OR_LONE_SURROGATE_IN_JSON.test(json)) {
+    return 'JSON cannot contain \\u0000 or an unpaired UTF-16 surrogate (Postgres jsonb refuses both)';
+  }
+  return undefined;
 }
 
 function integerEncoder(min: bigint, max: bigint, typeName: string): Encoder {

@@ -2,8 +2,9 @@
  * The worker's Ingestors, one per stream, all sharing the worker's dedicated
  * flush connections. It also decides when waiting jobs flush early: a
  * `sluice_ingest` job completes only after its rows are committed, so when
- * every running ingest job is waiting, nothing more can arrive before a flush
- * and waiting for the flush age would only add latency.
+ * every running ingest job is waiting (on the open batch or on one being
+ * written), nothing more can arrive before a flush and waiting for the flush
+ * age would only add latency.
  */
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
@@ -28,6 +29,7 @@ export class IngestHub {
   /** The same Ingestors once loaded, for synchronous checks. */
   private readonly loaded = new Map<string, Ingestor>();
   private running = 0;
+  private checkScheduled = false;
 
   constructor(private readonly options: IngestHubOptions) {}
 
@@ -78,11 +80,23 @@ export class IngestHub {
     this.checkEagerFlush();
   }
 
+  /**
+   * Decide on the next turn of the event loop, not now: graphile-worker starts
+   * the jobs of a freed cohort one after another within the current turn, and
+   * deciding on the first one would flush it alone.
+   */
   private checkEagerFlush(): void {
-    if (this.running === 0) return;
-    let waiting = 0;
-    for (const i of this.loaded.values()) waiting += i.waitingOnOpen;
-    if (waiting >= this.running) for (const i of this.loaded.values()) i.flushWaiting();
+    if (this.checkScheduled) return;
+    this.checkScheduled = true;
+    setImmediate(() => {
+      this.checkScheduled = false;
+      if (this.running === 0) return;
+      // Jobs waiting on a batch already being written count too: sealing the open
+      // batch now queues it right behind, so COPYs and job dispatch overlap.
+      let waiting = 0;
+      for (const i of this.loaded.values()) waiting += i.waitingCalls;
+      if (waiting >= this.running) for (const i of this.loaded.values()) i.flushWaiting();
+    });
   }
 
   stats(): Promise<Record<string, ReturnType<Ingestor['stats']>>> {

@@ -38,8 +38,17 @@ function suggestions(message: string): Suggestion[] {
 
 describe('planConnections', () => {
   it('counts the pool as concurrency + 1 (the LISTEN client) plus dedicated flushers and drainers', () => {
-    expect(planConnections({ concurrency: 8, flushers: 1, drainers: 2 })).toEqual({ pool: 9, flushers: 1, drainers: 2, total: 12 });
-    expect(planConnections({ concurrency: 1, flushers: 1, drainers: 1 })).toEqual({ pool: 2, flushers: 1, drainers: 1, total: 4 });
+    expect(planConnections({ concurrency: 8, flushers: 1, drainers: 2 })).toEqual({ concurrency: 8, pool: 9, flushers: 1, drainers: 2, total: 12 });
+    expect(planConnections({ concurrency: 1, flushers: 1, drainers: 1 })).toEqual({ concurrency: 1, pool: 2, flushers: 1, drainers: 1, total: 4 });
+  });
+
+  it('an explicit pool size replaces concurrency + 1, and then the hint shrinks the pool, not concurrency', () => {
+    const plan = planConnections({ concurrency: 32, poolSize: 8, flushers: 1, drainers: 2 });
+    expect(plan).toEqual({ concurrency: 32, pool: 8, flushers: 1, drainers: 2, total: 11 });
+    expect(describePlan(plan)).toContain('pool 8 (for concurrency 32');
+    const e = overBudget({ concurrency: 32, poolSize: 8, flushers: 1, drainers: 2 }, 9);
+    expect(e.message).toContain('--pool-size 6');
+    expect(e.message).not.toContain('--concurrency');
   });
 
   it('the default configuration fits the default budget', () => {
@@ -114,7 +123,7 @@ describe('assertPlanFitsBudget', () => {
           continue;
         }
         const shrunk = { ...input };
-        for (const [flag, value] of Object.entries(alternative) as Array<[keyof PlanInput, number]>) {
+        for (const [flag, value] of Object.entries(alternative) as Array<[keyof typeof input, number]>) {
           expect(value, `${flag} in ${JSON.stringify(input)}`).toBeGreaterThanOrEqual(1);
           expect(value).toBeLessThan(input[flag]);
           shrunk[flag] = value;

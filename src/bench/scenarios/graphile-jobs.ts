@@ -99,11 +99,11 @@ function jobPerEvent(id: string, title: string, settings: GraphileSettings): Sce
     id,
     title,
     group: 'alternative',
-    async run({ ctx, slowWorkload }) {
+    async run({ ctx, fsyncBoundWorkload: jobs }) {
       const stream = await ctx.freshStream(id.slice(-12));
       const sql = `INSERT INTO ${durableTable(stream.name)} (event_id, occurred_at, type, user_id, payload, received_at)
                    VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT DO NOTHING`;
-      const ms = await timeGraphileJobs(ctx, GW_SCHEMA, 'insert_event', slowWorkload.events, async (payload, helpers) => {
+      const ms = await timeGraphileJobs(ctx, GW_SCHEMA, 'insert_event', jobs.events, async (payload, helpers) => {
         const e = payload as GeneratedEvent;
         await helpers.query(sql, [e.event_id, e.occurred_at, e.type, e.user_id, JSON.stringify({ value: e.value })]);
       }, settings);
@@ -113,9 +113,9 @@ function jobPerEvent(id: string, title: string, settings: GraphileSettings): Sce
         id: this.id,
         title: this.title,
         group: this.group,
-        rows: slowWorkload.events.length,
+        rows: jobs.events.length,
         ms,
-        verified: verify(slowWorkload.unique, actual, 'distinct rows durable'),
+        verified: verify(jobs.unique, actual, 'distinct rows durable'),
         options: { ...settings, schema: GW_SCHEMA, enqueue: 'all jobs in one transaction before timing (untimed)', timed: 'commit → last job completed and deleted' },
       });
     },
@@ -131,18 +131,18 @@ export function noopJobs(settings: GraphileSettings): Scenario {
     id: 'alt_gw_noop_sluice_settings',
     title: 'graphile-worker no-op jobs, same settings as the sluice worker',
     group: 'alternative',
-    async run({ ctx, slowWorkload }) {
+    async run({ ctx, jobWorkload: jobs }) {
       let ran = 0;
-      const ms = await timeGraphileJobs(ctx, GW_SCHEMA, 'noop', slowWorkload.events.map((_, i) => ({ i })), async () => {
+      const ms = await timeGraphileJobs(ctx, GW_SCHEMA, 'noop', jobs.events.map((_, i) => ({ i })), async () => {
         ran++;
       }, settings);
       return result({
         id: this.id,
         title: this.title,
         group: this.group,
-        rows: slowWorkload.events.length,
+        rows: jobs.events.length,
         ms,
-        verified: verify(slowWorkload.events.length, ran, 'jobs run'),
+        verified: verify(jobs.events.length, ran, 'jobs run'),
         options: { ...settings, schema: GW_SCHEMA },
       });
     },

@@ -82,6 +82,7 @@ function workerFlags(settings: GraphileSettings, drainers: number, budget: numbe
   return [
     '--max-connections', String(budget),
     '--concurrency', String(settings.concurrency),
+    ...(settings.maxPoolSize ? ['--pool-size', String(settings.maxPoolSize)] : []),
     '--drainers', String(drainers),
     '--local-queue-size', String(settings.localQueueSize ?? 0),
     '--complete-job-batch-delay-ms', String(settings.completeJobBatchDelay ?? -1),
@@ -119,8 +120,8 @@ export function addJobScenario(eventsPerJob: number, settings: GraphileSettings,
     id: `sluice_add_job_${eventsPerJob}`,
     title: `sluice SQL add_job('sluice_ingest'), ${eventsPerJob} event${eventsPerJob > 1 ? 's' : ''} per job`,
     group: 'sluice',
-    async run({ ctx, workload, slowWorkload }) {
-      const source = eventsPerJob === 1 ? slowWorkload : workload;
+    async run({ ctx, workload, jobWorkload }) {
+      const source = eventsPerJob === 1 ? jobWorkload : workload;
       const stream = await ctx.freshStream(`addjob${eventsPerJob}`);
       await ctx.query(`DELETE FROM graphile_worker._private_jobs`);
       const payloads: unknown[] = [];
@@ -155,7 +156,7 @@ export function addJobScenario(eventsPerJob: number, settings: GraphileSettings,
 export function drainScenario(drainers: number): Scenario {
   return {
     id: `sluice_drain_${drainers}`,
-    title: `sluice drain, ${drainers} drainer${drainers > 1 ? 's' : ''} (5,000-row batches)`,
+    title: `sluice drain, ${drainers} drainer${drainers > 1 ? 's' : ''} (stream default batches)`,
     group: 'sluice',
     async run({ ctx, workload }) {
       const stream = await ctx.freshStream(`drain${drainers}`);
