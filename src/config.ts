@@ -216,7 +216,8 @@ export function loadConfig(
         ? int({ flag: 'poolSize', env: 'SLUICE_POOL_SIZE', min: 2, max: 1_001 }, concurrency + 1)
         : undefined,
     flushers: int({ flag: 'flushers', env: 'SLUICE_FLUSHERS', min: 1, max: 32 }, FLUSHERS_DEFAULT),
-    drainers: int({ flag: 'drainers', env: 'SLUICE_DRAINERS', min: 1, max: 64 }, DRAINERS_DEFAULT),
+    // 0: an ingest-only worker (it does not take drain jobs; other workers drain).
+    drainers: int({ flag: 'drainers', env: 'SLUICE_DRAINERS', min: 0, max: 64 }, DRAINERS_DEFAULT),
     flushRows,
     flushBytes: int(
       { flag: 'flushBytes', env: 'SLUICE_FLUSH_BYTES', min: 1024, max: 256 * 1024 * 1024 },
@@ -242,9 +243,11 @@ export function loadConfig(
       { flag: 'localQueueSize', env: 'SLUICE_LOCAL_QUEUE_SIZE', min: 0, max: 10_000 },
       Math.max(concurrency * 4, 32),
     ),
+    // Off by default: graphile-worker 0.18 shuts its pool down on the first transient
+    // error of a completion batch (graphile/worker#636). See docs/design.md.
     completeJobBatchDelayMs: int(
       { flag: 'completeJobBatchDelayMs', env: 'SLUICE_COMPLETE_JOB_BATCH_DELAY_MS', min: -1, max: 10_000 },
-      0,
+      -1,
     ),
     migrate: readBool(flags.migrate, env, 'SLUICE_MIGRATE', true),
     logLevel: logLevel as LogLevel,

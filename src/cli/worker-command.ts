@@ -13,14 +13,14 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
       .option('max-connections', { type: 'number', describe: 'Declared connection budget of this worker (default 16; $SLUICE_MAX_CONNECTIONS)' })
       .option('concurrency', { type: 'number', describe: 'graphile-worker job slots (default 8; $SLUICE_CONCURRENCY)' })
       .option('pool-size', { type: 'number', describe: 'graphile-worker pool connections (default concurrency + 1). sluice tasks rarely hold one, so many job slots can share a small pool' })
-      .option('drainers', { type: 'number', describe: 'Parallel drainers, one dedicated connection each (default 2)' })
+      .option('drainers', { type: 'number', describe: 'Parallel drainers, one dedicated connection each (default 2; 0 = ingest-only worker, others drain)' })
       .option('flushers', { type: 'number', describe: 'Dedicated COPY connections (default 1)' })
       .option('reserve', { type: 'number', describe: 'Connections left free for admins/migrations in the cluster check (default 10)' })
       .option('flush-rows', { type: 'number', describe: 'Flush a buffer at this many rows (default 5000)' })
       .option('flush-age-ms', { type: 'number', describe: 'Flush a buffer once its oldest row waited this long (default 50)' })
       .option('drain-batch-rows', { type: 'number', describe: "Rows per drain transaction (default: the stream's drain_batch_rows)" })
       .option('local-queue-size', { type: 'number', describe: 'graphile-worker localQueue size, jobs fetched per query (default max(32, 4×concurrency); 0 disables)' })
-      .option('complete-job-batch-delay-ms', { type: 'number', describe: 'graphile-worker batched job completion delay (default 0; -1 disables)' })
+      .option('complete-job-batch-delay-ms', { type: 'number', describe: 'graphile-worker batched job completion delay in ms (default -1 = off, see docs/design.md)' })
       .option('worker-id', { type: 'string', describe: 'Id shown in sluice.workers and application_name (default host-pid-rand)' })
       .option('migrate', { type: 'boolean', describe: 'Migrate on start (default true; --no-migrate to skip)' }),
   handler: (argv) =>

@@ -271,6 +271,11 @@ export class Ingestor {
     return this.open?.waiting ?? 0;
   }
 
+  /** Rows in the open batch. */
+  get openRows(): number {
+    return this.open?.copy.count ?? 0;
+  }
+
   /** No COPY in flight or queued. */
   get idle(): boolean {
     return this.active === 0 && this.sealed.length === 0;

@@ -15,6 +15,9 @@ import { Ingestor } from '../ingest/ingestor.js';
 import type { RejectSource } from '../ingest/rejects.js';
 import { requireStream } from '../streams/registry.js';
 
+/** Below this many rows a COPY is too quick for splitting a cohort of jobs to pay off. */
+const PIPELINE_MIN_ROWS = 1_000;
+
 export interface IngestHubOptions {
   readonly pool: pg.Pool;
   readonly flushers: ConnectionSet;
@@ -50,7 +53,7 @@ export class IngestHub {
             flushAgeMs: this.options.config.flushAgeMs,
             bufferRows: this.options.config.bufferRows,
             log: this.options.log,
-            onWait: () => this.checkEagerFlush(),
+            onWait: () => this.onJobWaiting(stream),
           }),
       );
       this.ingestors.set(stream, ingestor);
@@ -77,6 +80,21 @@ export class IngestHub {
 
   jobFinished(waits: number): void {
     this.running -= waits;
+    this.checkEagerFlush();
+  }
+
+  /**
+   * Pipelining for big jobs: when the flusher is idle and half the running jobs
+   * already wait on an open batch of some size, write it now; the other half
+   * encodes into the next batch meanwhile, so Postgres' COPY work and this
+   * process' encoding overlap instead of alternating.
+   */
+  private onJobWaiting(stream: string): void {
+    const ingestor = this.loaded.get(stream);
+    if (ingestor && ingestor.idle && ingestor.openRows >= PIPELINE_MIN_ROWS && ingestor.waitingOnOpen * 2 >= this.running) {
+      ingestor.flushWaiting();
+      return;
+    }
     this.checkEagerFlush();
   }
 

@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { run, type Runner } from 'graphile-worker';
-import type { SluiceConfig } from '../config.js';
+import { DRAINERS_DEFAULT, type SluiceConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import { applicationName, ConnectionSet, createPool, DedicatedConnection } from '../db/connections.js';
 import { assertPlanFitsBudget, describePlan, planConnections, type ConnectionPlan } from '../db/budget.js';
@@ -81,7 +81,8 @@ export async function runWorker({ config, connectionString, log: parentLog }: Ru
     await Promise.all([...flushers.connections, ...drainers.connections].map((c) => c.get()));
 
     const shutdown = new AbortController();
-    const kicker = new DrainKicker((text, values) => pool.query(text, values), config.drainers, log);
+    // An ingest-only worker (--drainers 0) still asks for the default number of drain slots, for other workers.
+    const kicker = new DrainKicker((text, values) => pool.query(text, values), config.drainers || DRAINERS_DEFAULT, log);
     const ingest = new IngestHub({ pool, flushers, kicker, config, log, source: 'sql' });
     const ctx: WorkerContext = { workerId, config, log, pool, ingest, drainers, kicker, shutdownSignal: shutdown.signal };
 
@@ -92,7 +93,9 @@ export async function runWorker({ config, connectionString, log: parentLog }: Ru
       concurrency: config.concurrency,
       taskList: {
         sluice_ingest: sluiceIngestTask(ctx),
-        sluice_drain: sluiceDrainTask(ctx),
+        // Without drain connections this worker does not take drain jobs (graphile-worker only
+        // fetches jobs of the tasks it knows); the crontab's sweep then runs on other workers.
+        ...(config.drainers > 0 ? { sluice_drain: sluiceDrainTask(ctx) } : {}),
         sluice_rotate_partitions: sluiceRotatePartitionsTask(ctx),
       },
       crontab: readFileSync(CRONTAB_FILE, 'utf8'),
