@@ -151,7 +151,7 @@ describe('loadConfig refusals', () => {
   it('--drainers 100 names the flag and the range', () => {
     const e = configError({ drainers: 100 });
     expect(e.message).toContain('--drainers');
-    expect(e.message).toContain('1 to 64');
+    expect(e.message).toContain('0 to 64');
     expect(e.message).toContain('100');
   });
 
