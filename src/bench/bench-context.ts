@@ -111,6 +111,37 @@ export class BenchContext {
     }
   }
 
+  /**
+   * Enqueue jobs for `task` in graphile-worker's `schema`, all in one transaction
+   * (add_jobs, 5,000 per call; untimed), and return the instant of the commit.
+   */
+  async enqueueJobs(schema: string, task: string, payloads: readonly unknown[]): Promise<number> {
+    const client = await this.admin.connect();
+    try {
+      await client.query('BEGIN');
+      for (let i = 0; i < payloads.length; i += 5_000) {
+        await client.query(
+          `SELECT count(*) FROM ${quoteIdent(schema)}.add_jobs(ARRAY(SELECT ROW($1::text, p, NULL, NULL, NULL, NULL, NULL, NULL)::${quoteIdent(schema)}.job_spec FROM json_array_elements($2::json) AS p))`,
+          [task, JSON.stringify(payloads.slice(i, i + 5_000))],
+        );
+      }
+      await client.query('COMMIT');
+      return performance.now();
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Count a table's rows (the scenario's check), then drop the scenario's stream. */
+  async countThenDrop(table: string, stream: string): Promise<number> {
+    const n = await this.count(table);
+    await this.dropStream(stream);
+    return n;
+  }
+
   async count(table: string): Promise<number> {
     const { rows } = await this.query<{ n: string }>(`SELECT count(*)::bigint AS n FROM ${table}`);
     return Number(rows[0]?.n ?? 0);

@@ -60,11 +60,13 @@ export interface Scenario {
   run(input: ScenarioInput): Promise<ScenarioResult>;
 }
 
+/** A scenario's result from its measured interval; id, title and group come from the scenario. */
 export function result(
-  base: Omit<ScenarioResult, 'rowsPerSecond' | 'seconds'> & { readonly ms: number },
+  scenario: Pick<Scenario, 'id' | 'title' | 'group'>,
+  fields: Omit<ScenarioResult, 'id' | 'title' | 'group' | 'rowsPerSecond' | 'seconds'> & { readonly ms: number },
 ): ScenarioResult {
-  const { ms, ...rest } = base;
-  return { ...rest, seconds: ms / 1000, rowsPerSecond: ms > 0 ? (base.rows * 1000) / ms : 0 };
+  const { ms, ...rest } = fields;
+  return { id: scenario.id, title: scenario.title, group: scenario.group, ...rest, seconds: ms / 1000, rowsPerSecond: ms > 0 ? (fields.rows * 1000) / ms : 0 };
 }
 
 export function verify(expected: number, actual: number, what: string): ScenarioResult['verified'] {

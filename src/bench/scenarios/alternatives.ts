@@ -41,12 +41,8 @@ export const pooledRowInsert: Scenario = {
     );
     const ms = performance.now() - started;
     await pool.end();
-    const actual = await ctx.count(durableTable(stream.name));
-    await ctx.dropStream(stream.name);
-    return result({
-      id: this.id,
-      title: this.title,
-      group: this.group,
+    const actual = await ctx.countThenDrop(durableTable(stream.name), stream.name);
+    return result(this, {
       rows: slowWorkload.events.length,
       ms,
       verified: verify(slowWorkload.unique, actual, 'distinct rows durable'),
@@ -90,12 +86,8 @@ export const multiRowInsert: Scenario = {
     );
     const ms = performance.now() - started;
     await pool.end();
-    const actual = await ctx.count(table);
-    await ctx.dropStream(stream.name);
-    return result({
-      id: this.id,
-      title: this.title,
-      group: this.group,
+    const actual = await ctx.countThenDrop(table, stream.name);
+    return result(this, {
       rows: workload.events.length,
       ms,
       verified: verify(workload.unique, actual, 'distinct rows durable'),
@@ -142,10 +134,7 @@ export const copyIntoIndexedTable: Scenario = {
     }
     const actual = await ctx.count(INDEXED_TABLE);
     await ctx.query(`DROP TABLE ${INDEXED_TABLE}`);
-    return result({
-      id: this.id,
-      title: this.title,
-      group: this.group,
+    return result(this, {
       rows: lines.length,
       ms,
       verified: verify(lines.length, actual, 'rows in the table (no unique key: COPY cannot skip re-sends)'),

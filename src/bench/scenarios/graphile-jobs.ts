@@ -60,21 +60,7 @@ export async function timeGraphileJobs(
       },
     },
   });
-  const client = await ctx.admin.connect();
-  let started: number;
-  try {
-    await client.query('BEGIN');
-    for (let i = 0; i < payloads.length; i += 5_000) {
-      await client.query(
-        `SELECT count(*) FROM ${schema}.add_jobs(ARRAY(SELECT ROW($1::text, p, NULL, NULL, NULL, NULL, NULL, NULL)::${schema}.job_spec FROM json_array_elements($2::json) AS p))`,
-        [task, JSON.stringify(payloads.slice(i, i + 5_000))],
-      );
-    }
-    await client.query('COMMIT');
-    started = performance.now();
-  } finally {
-    client.release();
-  }
+  const started = await ctx.enqueueJobs(schema, task, payloads);
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([
     done,
@@ -107,12 +93,8 @@ function jobPerEvent(id: string, title: string, settings: GraphileSettings): Sce
         const e = payload as GeneratedEvent;
         await helpers.query(sql, [e.event_id, e.occurred_at, e.type, e.user_id, JSON.stringify({ value: e.value })]);
       }, settings);
-      const actual = await ctx.count(durableTable(stream.name));
-      await ctx.dropStream(stream.name);
-      return result({
-        id: this.id,
-        title: this.title,
-        group: this.group,
+      const actual = await ctx.countThenDrop(durableTable(stream.name), stream.name);
+      return result(this, {
         rows: jobs.events.length,
         ms,
         verified: verify(jobs.unique, actual, 'distinct rows durable'),
@@ -136,10 +118,7 @@ export function noopJobs(settings: GraphileSettings): Scenario {
       const ms = await timeGraphileJobs(ctx, GW_SCHEMA, 'noop', jobs.events.map((_, i) => ({ i })), async () => {
         ran++;
       }, settings);
-      return result({
-        id: this.id,
-        title: this.title,
-        group: this.group,
+      return result(this, {
         rows: jobs.events.length,
         ms,
         verified: verify(jobs.events.length, ran, 'jobs run'),

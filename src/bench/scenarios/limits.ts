@@ -27,10 +27,7 @@ export const rawCopy: Scenario = {
     const actual = await ctx.count('sluice_bench_raw_copy');
     await ctx.query('DROP TABLE sluice_bench_raw_copy');
     await ctx.dropStream(stream.name);
-    return result({
-      id: this.id,
-      title: this.title,
-      group: this.group,
+    return result(this, {
       rows: lines.length,
       ms,
       verified: verify(lines.length, actual, 'rows in the table'),
@@ -53,12 +50,8 @@ export const oneShotInsertSelect: Scenario = {
       `INSERT INTO ${durableTable(stream.name)} (${columns}) SELECT ${columns} FROM ${stagingTable(stream.name)} ON CONFLICT DO NOTHING`,
     );
     const ms = performance.now() - started;
-    const actual = await ctx.count(durableTable(stream.name));
-    await ctx.dropStream(stream.name);
-    return result({
-      id: this.id,
-      title: this.title,
-      group: this.group,
+    const actual = await ctx.countThenDrop(durableTable(stream.name), stream.name);
+    return result(this, {
       rows: workload.events.length,
       ms,
       verified: verify(workload.unique, actual, `distinct rows durable (inserted ${inserted.rowCount})`),

@@ -33,12 +33,8 @@ export const ingestorToStaging: Scenario = {
     await ingestor.flush();
     const ms = performance.now() - started;
     await ingestor.close();
-    const actual = await ctx.count(stagingTable(stream.name));
-    await ctx.dropStream(stream.name);
-    return result({
-      id: this.id,
-      title: this.title,
-      group: this.group,
+    const actual = await ctx.countThenDrop(stagingTable(stream.name), stream.name);
+    return result(this, {
       rows: workload.events.length,
       ms,
       verified: verify(workload.events.length, actual, 'rows staged'),
@@ -64,12 +60,8 @@ export const ingestFile: Scenario = {
     const wallMs = performance.now() - started;
     await unlink(file).catch(() => undefined);
     const summary = JSON.parse(stdout) as { accepted: number; duration_ms: number };
-    const actual = await ctx.count(stagingTable(stream.name));
-    await ctx.dropStream(stream.name);
-    return result({
-      id: this.id,
-      title: this.title,
-      group: this.group,
+    const actual = await ctx.countThenDrop(stagingTable(stream.name), stream.name);
+    return result(this, {
       rows: summary.accepted,
       ms: summary.duration_ms,
       verified: verify(workload.events.length, actual, 'rows staged'),
@@ -91,21 +83,7 @@ function workerFlags(settings: GraphileSettings, drainers: number, budget: numbe
 
 /** Enqueue sluice_ingest jobs in one transaction, then time commit → queue empty (rows staged). */
 async function timeAddJob(ctx: BenchContext, payloads: readonly unknown[]): Promise<number> {
-  const client = await ctx.admin.connect();
-  let started: number;
-  try {
-    await client.query('BEGIN');
-    for (let i = 0; i < payloads.length; i += 5_000) {
-      await client.query(
-        `SELECT count(*) FROM graphile_worker.add_jobs(ARRAY(SELECT ROW('sluice_ingest', p, NULL, NULL, NULL, NULL, NULL, NULL)::graphile_worker.job_spec FROM json_array_elements($1::json) AS p))`,
-        [JSON.stringify(payloads.slice(i, i + 5_000))],
-      );
-    }
-    await client.query('COMMIT');
-    started = performance.now();
-  } finally {
-    client.release();
-  }
+  const started = await ctx.enqueueJobs('graphile_worker', 'sluice_ingest', payloads);
   await until(
     async () => (await ctx.query(`SELECT 1 FROM graphile_worker.jobs WHERE task_identifier = 'sluice_ingest' LIMIT 1`)).rowCount === 0,
     'sluice_ingest jobs to complete',
@@ -140,12 +118,8 @@ export function addJobScenario(eventsPerJob: number, settings: GraphileSettings,
       await ctx.query(`SELECT graphile_worker.add_job('sluice_drain', json_build_object('stream', $1::text, 'slot', 0))`, [stream.name]);
       await until(async () => (await ctx.query(`SELECT 1 FROM ${stagingTable(stream.name)} LIMIT 1`)).rowCount === 0, 'staging to drain');
       await drainer.stop();
-      const actual = await ctx.count(durableTable(stream.name));
-      await ctx.dropStream(stream.name);
-      return result({
-        id: this.id,
-        title: this.title,
-        group: this.group,
+      const actual = await ctx.countThenDrop(durableTable(stream.name), stream.name);
+      return result(this, {
         rows: source.events.length,
         ms,
         verified: verify(source.unique, actual, 'distinct rows durable'),
@@ -192,10 +166,7 @@ export function drainScenario(drainers: number): Scenario {
       const actual = await ctx.count(durableTable(stream.name));
       const left = await ctx.count(stagingTable(stream.name));
       await ctx.dropStream(stream.name);
-      return result({
-        id: this.id,
-        title: this.title,
-        group: this.group,
+      return result(this, {
         rows: workload.events.length,
         ms,
         verified: verify(workload.unique, left === 0 ? actual : -left, 'distinct rows durable, staging empty'),
