@@ -99,6 +99,7 @@ export const ingestCommand: CommandModule<object, IngestArgs> = {
         });
       } finally {
         bar?.stop();
+        if (argv.ack === 'durable') say('all input read; waiting until it is durable (a running `sluice worker` drains it)');
         await ingestor.close();
       }
       const check = await connectClient(db.url, `sluice/${config.workerId}/ingest`);

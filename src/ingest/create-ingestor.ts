@@ -98,8 +98,8 @@ export async function createIngestor(options: CreateIngestorOptions): Promise<Cl
       async close() {
         try {
           await ingestor.close();
-          await kicker.close();
         } finally {
+          await kicker.close();
           await connections.closeAll();
         }
       },
