@@ -89,6 +89,7 @@ export const ingestCommand: CommandModule<object, IngestArgs> = {
             cliProgress.Presets.shades_classic,
           )
         : undefined;
+      if (argv.ack === 'durable') say('--ack durable: finishes once every event is drained, which needs a running `sluice worker`');
       bar?.start(size ?? 0, 0, { events: 0, rate: '' });
       const started = Date.now();
       let result;
@@ -99,7 +100,6 @@ export const ingestCommand: CommandModule<object, IngestArgs> = {
         });
       } finally {
         bar?.stop();
-        if (argv.ack === 'durable') say('all input read; waiting until it is durable (a running `sluice worker` drains it)');
         await ingestor.close();
       }
       const check = await connectClient(db.url, `sluice/${config.workerId}/ingest`);
