@@ -7,10 +7,9 @@
  *                                     every stream with staged rows.
  */
 import type { JobHelpers, Task } from 'graphile-worker';
-import { isTransientError } from '../src/errors.js';
 import { drainJobKey } from '../src/drain/drain-kicker.js';
-import { drainUntilEmpty } from '../src/drain/drain-loop.js';
 import { sweepStagedStreams } from '../src/drain/sweep.js';
+import { drainWithWorkerConnection } from '../src/worker/drain-runner.js';
 import { getStream } from '../src/streams/registry.js';
 import type { WorkerContext } from '../src/worker/context.js';
 
@@ -35,25 +34,9 @@ export function sluiceDrainTask(ctx: WorkerContext): Task {
       helpers.logger.warn(`sluice_drain: stream ${streamName} no longer exists; nothing to drain`);
       return;
     }
-    const connection = await ctx.drainers.acquire(ctx.shutdownSignal);
-    if (!connection) return; // shutting down: the rows stay staged for the next worker
-    let more = false;
-    try {
-      const run = await drainUntilEmpty(() => connection.get(ctx.shutdownSignal), {
-        stream,
-        batchRows: ctx.config.drainBatchRows ?? stream.drainBatchRows,
-        drainer: `${ctx.workerId}/${connection.appName.split('/').pop()}`,
-        maxMs: ctx.config.drainJobMaxMs,
-        signal: ctx.shutdownSignal,
-        log: ctx.log,
-      });
-      more = run.more && !ctx.shutdownSignal.aborted;
-    } catch (err) {
-      if (isTransientError(err)) connection.markBroken();
-      throw err;
-    } finally {
-      ctx.drainers.release(connection);
-    }
+    const run = await drainWithWorkerConnection(ctx, stream, { maxMs: ctx.config.drainJobMaxMs, signal: ctx.shutdownSignal });
+    // undefined: shutting down before a connection was free; the rows stay staged for the next worker.
+    const more = run !== undefined && run.more && !ctx.shutdownSignal.aborted;
     // Time budget spent with rows left: hand the slot back and queue a follow-up.
     if (more) await helpers.addJob('sluice_drain', { stream: streamName, slot }, { jobKey: drainJobKey(streamName, slot), maxAttempts: 5 });
   };

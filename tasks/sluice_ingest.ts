@@ -11,6 +11,7 @@ import { parseIngestPayloadItem, type IngestPayloadItem } from '../src/ingest/in
 import type { IngestReceipt } from '../src/ingest/ingestor.js';
 import type { WorkerContext } from '../src/worker/context.js';
 import { markLastAttempt } from '../src/worker/permanent-failure.js';
+import { drainUntilSettled } from '../src/worker/drain-runner.js';
 
 const PERMANENT_CODES = new Set(['invalid_payload', 'unknown_stream', 'invalid_stream_name']);
 
@@ -21,7 +22,10 @@ function isPermanent(err: unknown): boolean {
 async function ingestItem(ctx: WorkerContext, item: IngestPayloadItem): Promise<IngestReceipt> {
   const ingestor = await ctx.ingest.get(item.stream);
   try {
-    return await ingestor.ingest(item.events, undefined, item.ack);
+    // A shutdown aborts a durable wait: the job fails and is retried; its rows stay staged for the next worker.
+    const receipt = ingestor.ingest(item.events, undefined, item.ack, ctx.shutdownSignal);
+    if (item.ack === 'durable') await drainUntilSettled(ctx, ingestor.stream, receipt);
+    return await receipt;
   } catch (err) {
     // A dropped or re-created stream surfaces as a missing table: reload its definition next time.
     if ((err as { cause?: { code?: string } }).cause?.code === '42P01') ctx.ingest.evict(item.stream);

@@ -248,8 +248,10 @@ export async function startEmbeddedServer(options: StartEmbeddedOptions): Promis
     owned = !(Number.isInteger(ownerPid) && ownerPid !== process.pid && isAlive(ownerPid));
     log.debug({ port, owned }, 'embedded: joining the running server');
   } else {
-    port = await startServer(bin, dataDir, runAs, log);
-    owned = true;
+    const start = await startServer(bin, dataDir, runAs, log);
+    port = start.port;
+    // Lost a start race: another sluice command started it and owns it.
+    owned = start.started;
   }
   if (owned) await fs.writeFile(ownerFile, `${process.pid}\n`);
   await ensureDatabase(port, password, database);
@@ -275,17 +277,17 @@ export async function startEmbeddedServer(options: StartEmbeddedOptions): Promis
   };
 }
 
-async function startServer(bin: Binaries, dataDir: string, runAs: RunAs, log: Logger): Promise<number> {
+async function startServer(bin: Binaries, dataDir: string, runAs: RunAs, log: Logger): Promise<{ port: number; started: boolean }> {
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
     try {
       await run(bin.pg_ctl, ['start', '-D', dataDir, '-l', path.join(dataDir, 'postgres.log'), '-w', '-t', '60', '-o', `-p ${port}`], runAs);
       log.debug({ port }, 'embedded: server started');
-      return port;
+      return { port, started: true };
     } catch (err) {
       // Another sluice command may have started it meanwhile, or the port was taken between probe and bind.
       const running = await runningServer(dataDir);
-      if (running) return running.port;
+      if (running) return { port: running.port, started: false };
       if (attempt >= 2) {
         throw new SluiceError(
           'embedded_start_failed',

@@ -89,7 +89,7 @@ export async function createIngestor(options: CreateIngestorOptions): Promise<Cl
         return ingestor.full;
       },
       push: (event, raw) => ingestor.push(event, raw),
-      ingest: (events, raws, ack) => ingestor.ingest(events, raws, ack),
+      ingest: (events, raws, ack, signal) => ingestor.ingest(events, raws, ack, signal),
       offer: (event, raw, durable) => ingestor.offer(event, raw, durable),
       rejectInput: (reason, message, raw) => ingestor.rejectInput(reason, message, raw),
       waitForSpace: () => ingestor.waitForSpace(),

@@ -127,6 +127,8 @@ export class Ingestor {
   private closed = false;
   private sinceYield = 0;
   private waiting = 0;
+  /** The first batch that failed for good: flush() and close() report it. */
+  private failure: Error | undefined;
   private counters = { accepted: 0, rejected: 0, batches: 0 };
 
   constructor(private readonly options: IngestorOptions) {
@@ -176,6 +178,7 @@ export class Ingestor {
     events: readonly unknown[],
     raws?: ReadonlyArray<string | undefined>,
     ack: AckLevel = this.options.ack,
+    signal?: AbortSignal,
   ): Promise<IngestReceipt> {
     const durable = ack === 'durable';
     const segments: Segment[] = [];
@@ -186,7 +189,7 @@ export class Ingestor {
       if (placed.rejection) rejections.push({ index: i, reason: placed.rejection.reason, message: placed.rejection.message });
       this.track(segments, placed.batch, placed.line, i);
     }
-    const results = await this.awaitSegments(segments, durable);
+    const results = await this.awaitSegments(segments, durable, signal);
     for (const { segment, result } of results) {
       for (const r of result.refused) {
         if (r.index >= segment.from && r.index < segment.to) {
@@ -198,24 +201,49 @@ export class Ingestor {
     return { accepted: events.length - rejections.length, rejected: rejections.length, rejections };
   }
 
-  /** Seal what is buffered and resolve when everything pushed so far is committed (per the ack level). */
+  /**
+   * Seal what is buffered and resolve when everything pushed so far is
+   * committed (per the ack level). Throws if any batch failed since the
+   * Ingestor was created: those events were never acknowledged.
+   */
   async flush(): Promise<void> {
     const durable = this.options.ack === 'durable';
     if (durable && this.open) this.open.wantXid = true;
     const batches = [...this.outstanding];
-    if (batches.length === 0) return;
     this.sealOpen();
-    const results = await Promise.all(batches.map((b) => b.done.promise));
-    if (durable) await Promise.all(results.map((r) => (r.xid ? this.durable.wait(r.xid) : undefined)));
+    const results = await Promise.all(batches.map(async (b) => ({ batch: b, result: await b.done.promise })));
+    if (durable) await Promise.all(results.map(({ batch, result }) => this.confirmDurable(batch, result)));
+    if (this.failure) throw this.failure;
   }
 
-  /** Flush, then stop taking events. Connections belong to the caller. */
+  /** Stop taking events, flush everything, then fail any wait still pending. Connections belong to the caller. */
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.flush();
     this.closed = true;
-    if (this.ageTimer) clearTimeout(this.ageTimer);
-    this.durable.close();
+    try {
+      while (this.outstanding.size > 0) await this.flush();
+      if (this.failure) throw this.failure;
+    } finally {
+      if (this.ageTimer) clearTimeout(this.ageTimer);
+      this.durable.close();
+    }
+  }
+
+  /** Wait until a committed batch is durable (see DurableTracker); no-op for batches that wrote no rows. */
+  private async confirmDurable(batch: Batch, result: WriteResult, signal?: AbortSignal): Promise<void> {
+    if (!result.xid) return;
+    const refused = new Set(result.refused.map((r) => r.index));
+    const eventIds: string[] = [];
+    const occurredAts: string[] = [];
+    for (let i = 0; i < batch.copy.count; i++) {
+      if (refused.has(i)) continue;
+      const line = batch.copy.line(i);
+      const first = line.indexOf('\t');
+      const second = line.indexOf('\t', first + 1);
+      eventIds.push(line.slice(0, first));
+      occurredAts.push(line.slice(first + 1, second));
+    }
+    await this.durable.wait(result.xid, { eventIds, occurredAts }, signal);
   }
 
   /**
@@ -299,7 +327,11 @@ export class Ingestor {
     }
   }
 
-  private async awaitSegments(segments: Segment[], durable: boolean): Promise<Array<{ segment: Segment; result: WriteResult }>> {
+  private async awaitSegments(
+    segments: Segment[],
+    durable: boolean,
+    signal?: AbortSignal,
+  ): Promise<Array<{ segment: Segment; result: WriteResult }>> {
     this.waiting++;
     let results: Array<{ segment: Segment; result: WriteResult }>;
     try {
@@ -316,7 +348,7 @@ export class Ingestor {
     } finally {
       this.waiting--;
     }
-    if (durable) await Promise.all(results.map(({ result }) => (result.xid ? this.durable.wait(result.xid) : undefined)));
+    if (durable) await Promise.all(results.map(({ segment, result }) => this.confirmDurable(segment.batch, result, signal)));
     return results;
   }
 
@@ -405,7 +437,9 @@ export class Ingestor {
     } catch (err) {
       const error = coerceError(err);
       this.options.log.error({ stream: this.stream.name, rows: batch.copy.count, err: error.message }, 'ingest: flush failed; the batch was not acknowledged');
-      batch.done.reject(new Error(`sluice: flush to stream ${this.stream.name} failed: ${error.message}`, { cause: error }));
+      const failed = new Error(`sluice: flush to stream ${this.stream.name} failed: ${error.message}; ${batch.copy.count} event(s) were not stored`, { cause: error });
+      this.failure ??= failed;
+      batch.done.reject(failed);
     } finally {
       this.outstanding.delete(batch);
       this.buffered -= batch.copy.count;
