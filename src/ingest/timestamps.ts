@@ -28,7 +28,7 @@ export interface ParsedTimestamp {
 export function parseTimestamp(value: unknown): ParsedTimestamp | string {
   if (typeof value === 'string') {
     const epochMs = parseCanonicalUtc(value);
-    if (epochMs !== undefined) return { epochMs, text: value };
+    if (epochMs !== undefined) return { epochMs, text: value.length > 27 ? `${value.slice(0, 26)}Z` : value };
   }
   if (typeof value === 'number') {
     if (!Number.isFinite(value) || Math.abs(value) > MAX_EPOCH_MS) return `${value} is not a valid epoch-milliseconds timestamp`;
@@ -60,7 +60,10 @@ export function parseTimestamp(value: unknown): ParsedTimestamp | string {
   date.setUTCFullYear(year); // Date.UTC maps years 0-99 to 1900-1999
   const epochMs = date.getTime() - offsetMinutes * 60_000;
   // Postgres wants an uppercase T or a space, and reads a lowercase z fine only as an abbreviation: normalise it.
-  const text = m[8] === 'z' ? `${value.slice(0, -1)}Z` : value;
+  let text = m[8] === 'z' ? `${value.slice(0, -1)}Z` : value;
+  // Postgres keeps microseconds and would round the rest (possibly into the next month,
+  // past the window checked here): cut the fraction to 6 digits, as epochMs is cut.
+  if (m[7] && m[7].length > 7) text = text.replace(m[7], m[7].slice(0, 7));
   return { epochMs, text };
 }
 

@@ -38,6 +38,9 @@ describe('parseTimestamp: accepted forms', () => {
     expect(parsed('2026-03-04T05:06:07.12Z').epochMs).toBe(Date.UTC(2026, 2, 4, 5, 6, 7, 120));
     expect(parsed('2026-03-04T05:06:07.999999Z').epochMs).toBe(Date.UTC(2026, 2, 4, 5, 6, 7, 999));
     expect(parsed('2026-03-04T05:06:07.123456789Z').epochMs).toBe(Date.UTC(2026, 2, 4, 5, 6, 7, 123));
+    // Postgres keeps microseconds and would round the rest, possibly into the next month: the text is cut instead.
+    expect(parsed('2026-11-30T23:59:59.9999999Z').text).toBe('2026-11-30T23:59:59.999999Z');
+    expect(parsed('2026-11-30 23:59:59.99999999+00:00').text).toBe('2026-11-30 23:59:59.999999+00:00');
     refused('2026-03-04T05:06:07.1234567891Z'); // 10 digits
     refused('2026-03-04T05:06:07.Z');
   });
