@@ -76,6 +76,21 @@ export async function withRuntime<T>(
   }
 }
 
+/**
+ * Long-running commands that run graphile-worker keep going on an unhandled
+ * rejection: graphile-worker 0.18 completes jobs fire-and-forget, so a
+ * connection killed at that moment (Postgres restart, admin termination)
+ * rejects with nobody listening. The job's lock expires and it runs again;
+ * crashing the worker would only stop everything else too.
+ */
+export function keepRunningOnUnhandledRejections(log: Logger): () => void {
+  const onRejection = (reason: unknown) => {
+    log.error({ err: (reason as Error)?.message ?? String(reason) }, 'worker: unhandled rejection (logged, not fatal)');
+  };
+  process.on('unhandledRejection', onRejection);
+  return () => process.off('unhandledRejection', onRejection);
+}
+
 /** Print an error the way users should see it, and set the exit code. */
 export function reportError(err: unknown): void {
   if (err instanceof ConfigError) {

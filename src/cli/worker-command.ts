@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import type { ConfigFlags } from '../config.js';
 import { runWorker } from '../worker/run-worker.js';
-import { globalOptions, say, withRuntime, type GlobalArgs } from './runtime.js';
+import { globalOptions, keepRunningOnUnhandledRejections, say, withRuntime, type GlobalArgs } from './runtime.js';
 
 type WorkerArgs = GlobalArgs & ConfigFlags;
 
@@ -27,10 +27,11 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
     withRuntime(
       argv,
       async ({ config, log, db, signal }) => {
+        const restore = keepRunningOnUnhandledRejections(log);
         const worker = await runWorker({ config, connectionString: db.url, log });
         say(`worker ${worker.id} running (${worker.plan.total} connections of a ${config.maxConnections} budget); Ctrl-C or SIGTERM stops it cleanly`);
         signal.addEventListener('abort', () => void worker.stop('signal'), { once: true });
-        await worker.done;
+        await worker.done.finally(restore);
         say(`worker ${worker.id} stopped`);
       },
       { logLevel: 'info' },

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, inject } from 'vitest';
+import { stopAllWorkers } from './worker.js';
 
 export interface TestDatabase {
   readonly name: string;
@@ -43,6 +44,8 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
   // vitest passes the suite second; its first argument must be destructured.
   // eslint-disable-next-line no-empty-pattern
   afterAll(async ({}, suite) => {
+    // Workers first: dropping the database under them would kill their in-flight queries.
+    await stopAllWorkers();
     await pool.end();
     const failed = (suite as { tasks?: Array<{ result?: { state?: string } }> }).tasks?.some((t) => t.result?.state === 'fail');
     if (failed) {

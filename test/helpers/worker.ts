@@ -1,6 +1,5 @@
 /** Start a real worker in-process against a test database. */
 import { randomBytes } from 'node:crypto';
-import { afterAll } from 'vitest';
 import { loadConfig, type ConfigFlags } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { runWorker, type WorkerHandle } from '../../src/worker/run-worker.js';
@@ -8,9 +7,10 @@ import type { TestDatabase } from './database.js';
 
 const running = new Set<WorkerHandle>();
 
-afterAll(async () => {
-  await Promise.all([...running].map((w) => w.stop('test finished')));
-});
+/** Stop every worker this file started (the database helper calls it before dropping the database). */
+export async function stopAllWorkers(): Promise<void> {
+  await Promise.all([...running].map((w) => w.stop('test finished').catch(() => undefined)));
+}
 
 export async function startWorker(db: TestDatabase, flags: ConfigFlags = {}): Promise<WorkerHandle> {
   const config = loadConfig(
