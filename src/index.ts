@@ -11,4 +11,17 @@ export { parseIndexSpec } from './streams/index-spec.js';
 export { planConnections, assertPlanFitsBudget, type ConnectionPlan } from './db/budget.js';
 export { statusReport, type StatusReport } from './status/stream-status.js';
 export { createLogger } from './logger.js';
-export { SluiceError } from './errors.js';
+export { SluiceError, type SluiceErrorCode } from './errors.js';
+// sluice inside your own graphile-worker (tasks/graphile-interop.ts).
+export {
+  sluiceTasks,
+  sluiceCrontab,
+  SluicePreset,
+  closeSluiceTasks,
+  createSluiceTasks,
+  createSluicePreset,
+  type SluiceTasks,
+  type SluiceTasksOptions,
+} from '../tasks/graphile-interop.js';
+/** pg type parsers that keep exact JSON numbers: give them to your pg.Pool so sluice_ingest payloads keep big numbers exactly. */
+export { JSON_KEEPING_TYPES as sluicePgTypes } from './db/json-types.js';

@@ -17,4 +17,3 @@ function findPackageRoot(): string {
 export const PACKAGE_ROOT = findPackageRoot();
 export const MIGRATIONS_DIR = path.join(PACKAGE_ROOT, 'migrations');
 export const CRONTAB_FILE = path.join(PACKAGE_ROOT, 'crontab');
-export const SLUICE_VERSION: string = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')).version;

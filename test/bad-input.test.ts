@@ -13,11 +13,11 @@ import path from 'node:path';
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SluiceError } from '../src/errors.js';
-import { writeBatch, type CopyTarget } from '../src/ingest/copy-writer.js';
+import { copyIsolatingRefusals, writeBatch, type CopyTarget } from '../src/ingest/copy-writer.js';
 import { CopyBuffer } from '../src/ingest/copy-buffer.js';
 import { createIngestor } from '../src/ingest/create-ingestor.js';
 import type { RejectRow } from '../src/ingest/rejects.js';
-import { runCli, spawnCli } from './helpers/cli.js';
+import { runCli, spawnCli, stderrMessages, stderrRecords } from './helpers/cli.js';
 import { createTestDatabase } from './helpers/database.js';
 import { durableIds, makeEvents, stagedCount } from './helpers/events.js';
 import { waitFor } from './helpers/wait.js';
@@ -92,6 +92,17 @@ async function postgresError(sql: string): Promise<string> {
     return (err as Error).message;
   }
   throw new Error(`expected ${sql} to fail`);
+}
+
+/**
+ * The encoder validates every declared type as Postgres would, so to reach the COPY
+ * bisection a test makes staging refuse a value the encoder accepts: a CHECK on the
+ * staging table (as a hand-added constraint would) refuses amounts of 1e300 and up.
+ */
+const REFUSED_AMOUNT = '1e400';
+async function refuseHugeAmountsInStaging(stream: string): Promise<string> {
+  await db.query(`ALTER TABLE sluice_staging.${stream} ADD CONSTRAINT amount_below_1e300 CHECK (amount < 1e300)`);
+  return postgresError(`INSERT INTO sluice_staging.${stream} (event_id, occurred_at, amount) VALUES (gen_random_uuid(), now(), ${REFUSED_AMOUNT})`);
 }
 
 async function waitDrained(stream: string, expected: number): Promise<void> {
@@ -223,7 +234,7 @@ describe('writeBatch: COPY failure bisection (unit, on a plain pg.Client)', () =
 
       const copy = new CopyBuffer();
       for (const line of lines) copy.append(line);
-      const result = await writeBatch(client, target, { copy, raws, rejects: [earlier] }, true);
+      const result = await writeBatch(client, target, { flushId: randomUUID(), copy, raws, rejects: [earlier] }, true);
 
       expect(result.refused.map((r) => r.index)).toEqual(scenario.bad);
       expect(result.written).toBe(scenario.n - scenario.bad.length);
@@ -271,6 +282,29 @@ describe('writeBatch: COPY failure bisection (unit, on a plain pg.Client)', () =
       }
     });
   }
+
+  it('inside a caller\'s transaction (the rejects replay): refused lines isolated, every kept row written by the transaction itself, no subtransaction left', async () => {
+    // 64 bad lines among 512: dozens of bisection steps. A savepoint released after writing leaves a
+    // subtransaction in the caller's transaction; past 64 every other session's snapshots overflow.
+    const bad = Array.from({ length: 64 }, (_, k) => k * 8 + 3);
+    const { ids, lines } = copyLines(512, bad);
+    const copy = new CopyBuffer();
+    for (const line of lines) copy.append(line);
+    await client.query('BEGIN');
+    try {
+      const refused = await copyIsolatingRefusals(client, target.copySql, copy);
+      expect(refused.map((r) => r.index)).toEqual(bad);
+      const { rows } = await client.query<{ rows: number; writers: number; own: number }>(
+        `SELECT count(*)::int AS rows, count(DISTINCT xmin::text)::int AS writers,
+                count(*) FILTER (WHERE xmin = pg_current_xact_id()::xid)::int AS own
+           FROM sluice_staging.${stream} WHERE event_id::text = ANY($1)`,
+        [ids],
+      );
+      expect(rows[0]).toEqual({ rows: 512 - bad.length, writers: 1, own: 512 - bad.length });
+    } finally {
+      await client.query('ROLLBACK');
+    }
+  });
 });
 
 describe('with a running worker', () => {
@@ -324,7 +358,7 @@ describe('with a running worker', () => {
     expect(receipt.rejections.map((r) => [r.index, r.reason])).toEqual([[25, 'event_too_large']]);
     const rejects = await rejectsOf(stream);
     expectRejectsMatch(rejects, [
-      { label: 'big', raw: JSON.stringify(big), reason: 'event_too_large', message: new RegExp(`event is \\d+ bytes encoded; stream ${stream} allows 512`) },
+      { label: 'big', raw: JSON.stringify(big), reason: 'event_too_large', message: new RegExp(`event is \\d+ bytes of JSON; stream ${stream} allows 512`) },
     ]);
     const durable = await durableIds(db, stream);
     expect(durable.ids).toEqual(new Set([...valid.map((e) => e.event_id), multibyteOk.event_id]));
@@ -392,7 +426,7 @@ describe('with a running worker', () => {
       env: { DATABASE_URL: db.url },
     }).finally(() => rm(file, { force: true }));
     // Only the informational line about --ack durable; no warning or error.
-    expect(result.stderr.trim().split('\n').filter((l) => !/^sluice: --ack durable: /.test(l) && l !== '')).toEqual([]);
+    expect(stderrRecords(result.stderr).filter((r) => !/^--ack durable: /.test(r.msg))).toEqual([]);
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout);
     const byReason: Record<string, number> = {};
@@ -414,8 +448,9 @@ describe('with a running worker', () => {
     await createStream(stream);
     const valid = validEvents(120, 15);
     const cases = badCases(stream);
+    const overflowMessage = await refuseHugeAmountsInStaging(stream);
     // A value that passes validation but Postgres refuses: the worker must isolate it, not fail the job.
-    const overflow: BadCase = { label: 'numeric overflow', event: { ...base(), amount: '1e999999' }, reason: 'copy_rejected', message: /Postgres refused the row: / };
+    const overflow: BadCase = { label: 'numeric overflow', event: { ...base(), amount: REFUSED_AMOUNT }, reason: 'copy_rejected', message: /Postgres refused the row: / };
     const { events } = interleave(valid, [...cases, overflow]);
     await db.query(`SELECT graphile_worker.add_job('sluice_ingest', $1::json)`, [JSON.stringify({ stream, events })]);
 
@@ -432,7 +467,6 @@ describe('with a running worker', () => {
     const rejects = await rejectsOf(stream);
     // Through SQL the events went through JSON: compare raws as re-serialised by the worker.
     const viaJson = (event: unknown) => JSON.stringify(JSON.parse(JSON.stringify(event)));
-    const overflowMessage = await postgresError(`SELECT '1e999999'::numeric`);
     expectRejectsMatch(
       rejects.filter((r) => r.reason !== 'copy_rejected'),
       cases.map((b) => ({ ...b, raw: viaJson(b.event) })),
@@ -448,11 +482,11 @@ describe('with a running worker', () => {
   it('createIngestor: values Postgres refuses are bisected out of a 1,000-row batch; the rest is durable and the receipt names them', async () => {
     const stream = 'bad_input_bisect';
     await createStream(stream);
-    const overflowMessage = await postgresError(`SELECT '1e999999'::numeric`);
+    const overflowMessage = await refuseHugeAmountsInStaging(stream);
     const valid = validEvents(1_000, 16);
     const badIndexes = [7, 503, 1_001];
     const events: unknown[] = [...valid];
-    const badEvents = badIndexes.map(() => ({ ...base(), amount: '1e999999' }));
+    const badEvents = badIndexes.map(() => ({ ...base(), amount: REFUSED_AMOUNT }));
     badIndexes.forEach((index, k) => events.splice(index, 0, badEvents[k]));
     expect(badIndexes.map((i) => events[i])).toEqual(badEvents);
 
@@ -475,7 +509,7 @@ describe('with a running worker', () => {
       for (const [k, reject] of rejects.entries()) {
         expect(reject).toMatchObject({ source: 'client', reason: 'copy_rejected' });
         expect(reject.message).toContain(`Postgres refused the row: ${overflowMessage}`);
-        expect(JSON.parse(reject.raw)).toMatchObject({ event_id: badEvents[k]?.event_id, amount: '1e999999' });
+        expect(JSON.parse(reject.raw)).toMatchObject({ event_id: badEvents[k]?.event_id, amount: REFUSED_AMOUNT });
       }
       // All in one batch: the surviving rows and the rejects were committed in one transaction.
       expect(await rejectReceivedAts(stream)).toEqual(await durableReceivedAts(stream));
@@ -497,7 +531,8 @@ describe('with a running worker', () => {
     await createStream(stream);
     const valid = validEvents(200, 18);
     const events: unknown[] = [...valid];
-    events.splice(100, 0, { ...base(), amount: '1e999999' });
+    await refuseHugeAmountsInStaging(stream);
+    events.splice(100, 0, { ...base(), amount: REFUSED_AMOUNT });
     const clientId = `badinput-ack-${randomUUID().slice(0, 8)}`;
     const clientApp = `sluice/${clientId}/client`;
 
@@ -522,7 +557,7 @@ describe('with a running worker', () => {
             [clientApp],
           );
           const row = rows[0];
-          if (row && row.state === 'idle' && /^SELECT DISTINCT xmin/.test(row.query)) polls.add(row.changed);
+          if (row && row.state === 'idle' && /sluice\.staging_exits/.test(row.query)) polls.add(row.changed);
           return { settled, polls: polls.size, staged: await stagedCount(db, stream) };
         },
         (s) => s.settled || (s.polls >= 2 && s.staged === valid.length),
@@ -593,7 +628,7 @@ describe('with a running worker', () => {
       cli.child.stdin?.destroy();
       expect(result.signal).toBeNull();
       expect(result.code).not.toBe(0);
-      expect(result.stderr).toMatch(/unknown stream "nope"/);
+      expect(stderrMessages(result.stderr)).toMatch(/unknown stream "nope"/);
       expect(result.stdout).toBe('');
     });
 

@@ -5,8 +5,10 @@
  * is refused, stale registry rows do not count; and under load a worker never
  * holds more connections than its budget, every one named sluice/<id>/<role>.
  */
-import { describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
 import { planConnections } from '../src/db/budget.js';
+import { ConnectionSampler, workerConnections } from '../src/db/connection-sampler.js';
 import { SluiceError } from '../src/errors.js';
 import { createIngestor } from '../src/ingest/create-ingestor.js';
 import { runCli } from './helpers/cli.js';
@@ -34,7 +36,13 @@ async function serverSlots(): Promise<ServerSlots> {
   return { maxConnections: r.max, superuserReserved: r.su, reserved: r.reserved ?? 0 };
 }
 
-/** Fake live workers whose budgets add up to `total` (split over a few rows). */
+/** Sessions standing in for the fake workers' connections (a registration with no session is dead at once). */
+const fakeSessions: pg.Client[] = [];
+afterAll(async () => {
+  await Promise.all(fakeSessions.splice(0).map((c) => c.end().catch(() => undefined)));
+});
+
+/** Fake live workers whose budgets add up to `total` (split over a few rows), each with one open session. */
 async function insertFakeWorkers(total: number, prefix: string): Promise<void> {
   const parts = [Math.floor(total / 3), Math.floor(total / 3)];
   parts.push(total - parts[0]! - parts[1]!);
@@ -45,6 +53,9 @@ async function insertFakeWorkers(total: number, prefix: string): Promise<void> {
        VALUES ($1, 'elsewhere', $2, 'fake', $3, $4::jsonb, now())`,
       [`${prefix}-${i}`, 10_000 + i, budget, JSON.stringify({ pool: budget, flushers: 0, drainers: 0, total: budget })],
     );
+    const session = new pg.Client({ connectionString: db.url, application_name: `sluice/${prefix}-${i}/fake` });
+    await session.connect();
+    fakeSessions.push(session);
   }
 }
 
@@ -53,12 +64,8 @@ async function registeredIds(): Promise<string[]> {
   return rows.map((r) => r.id);
 }
 
-async function connectionsOf(workerId: string): Promise<string[]> {
-  const { rows } = await db.query<{ application_name: string }>(
-    `SELECT application_name FROM pg_stat_activity WHERE application_name LIKE $1`,
-    [`sluice/${workerId}/%`],
-  );
-  return rows.map((r) => r.application_name);
+function connectionsOf(workerId: string): Promise<string[]> {
+  return workerConnections(db.pool, workerId);
 }
 
 async function refusal(p: Promise<unknown>): Promise<SluiceError> {
@@ -167,17 +174,7 @@ describe('connection budget', () => {
     expect(worker.plan.total).toBeLessThanOrEqual(budget);
 
     // Sample pg_stat_activity every ~20 ms until told to stop.
-    const samples: number[] = [];
-    const names = new Set<string>();
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        const now = await connectionsOf(worker.id);
-        samples.push(now.length);
-        for (const n of now) names.add(n);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    })();
+    const sampler = new ConnectionSampler(db.pool, worker.id, 20);
 
     // Load: 120 SQL jobs of 20 events, and a client pushing 4000 events.
     const sql = makeEvents(2_400, 31, {}, 0).events;
@@ -206,12 +203,10 @@ describe('connection budget', () => {
 
     // While the worker is still live: `sluice budget --json`.
     const cli = await runCli(['budget', '--json'], { env: { DATABASE_URL: db.url }, timeoutMs: 30_000 });
-    sampling = false;
-    await sampler;
+    const { peak, samples, names } = await sampler.stop();
 
     expect((await durableIds(db)).ids).toEqual(expected);
-    expect(samples.length).toBeGreaterThan(10);
-    const peak = Math.max(...samples);
+    expect(samples).toBeGreaterThan(10);
     expect(peak).toBeGreaterThan(0);
     expect(peak).toBeLessThanOrEqual(budget);
     const pattern = new RegExp(`^sluice/${worker.id}/(pool|flush-\\d+|drain-\\d+)$`);
@@ -220,13 +215,13 @@ describe('connection budget', () => {
 
     expect(cli.code, cli.stderr).toBe(0);
     const report = JSON.parse(cli.stdout) as {
-      capacity: { maxConnections: number; superuserReserved: number; reserved: number; reserve: number; available: number };
+      capacity: { max_connections: number; superuser_reserved: number; reserved: number; reserve: number; available: number };
       workers: Array<{ id: string; budget: number; connections: number; plan: { total: number } }>;
       declared: number;
       headroom: number;
     };
     const slots = await serverSlots();
-    expect(report.capacity).toMatchObject({ ...slots, reserve: 10 });
+    expect(report.capacity).toMatchObject({ max_connections: slots.maxConnections, superuser_reserved: slots.superuserReserved, reserved: slots.reserved, reserve: 10 });
     expect(report.capacity.available).toBe(slots.maxConnections - slots.superuserReserved - slots.reserved - 10);
     expect(report.workers.map((w) => w.id)).toEqual([worker.id]);
     const row = report.workers[0]!;

@@ -6,7 +6,11 @@
  * (the stream already exists) succeeds too.
  */
 import { describe, expect, it } from 'vitest';
-import type { DemoReport } from '../src/demo/run-demo.js';
+import type { JsonOf } from '../src/json-keys.js';
+import type { DemoReport as DemoReportObject } from '../src/demo/run-demo.js';
+
+/** `demo --json` as printed: snake_case keys. */
+type DemoReport = JsonOf<DemoReportObject>;
 import { REJECT_REASONS, type RejectReason } from '../src/ingest/event-encoder.js';
 import { runCli } from './helpers/cli.js';
 import { createTestDatabase } from './helpers/database.js';
@@ -38,27 +42,27 @@ async function checkAgainstDatabase(report: DemoReport, events: number): Promise
   expect(report.generated).toBe(events);
   expect(report.unique + report.resends).toBe(events);
   expect(report.resends).toBeGreaterThan(0);
-  expect(report.expectedDurable).toBe(report.unique + report.sqlEvents);
-  expect(report.durableRows).toBe(report.expectedDurable);
-  expect(report.duplicatesCollapsed).toBeGreaterThanOrEqual(report.resends);
-  expect(report.stagingLeft).toBe(0);
+  expect(report.expected_durable).toBe(report.unique + report.sql_events);
+  expect(report.durable_rows).toBe(report.expected_durable);
+  expect(report.duplicates_collapsed).toBeGreaterThanOrEqual(report.resends);
+  expect(report.staging_left).toBe(0);
 
   // The database agrees with the report.
   const durable = await db.query<{ n: number; ids: number }>(
     `SELECT count(*)::int AS n, count(DISTINCT event_id)::int AS ids FROM sluice_data.events WHERE payload->>'demo_run' = $1`,
-    [report.runId],
+    [report.run_id],
   );
-  expect(durable.rows[0]).toEqual({ n: report.expectedDurable, ids: report.expectedDurable });
+  expect(durable.rows[0]).toEqual({ n: report.expected_durable, ids: report.expected_durable });
   const viaSql = await db.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM sluice_data.events WHERE payload->>'demo_run' = $1 AND payload->>'via' = 'sql'`,
-    [report.runId],
+    [report.run_id],
   );
-  expect(viaSql.rows[0]?.n).toBe(report.sqlEvents);
-  const staged = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM sluice_staging.events WHERE payload->>'demo_run' = $1`, [report.runId]);
+  expect(viaSql.rows[0]?.n).toBe(report.sql_events);
+  const staged = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM sluice_staging.events WHERE payload->>'demo_run' = $1`, [report.run_id]);
   expect(staged.rows[0]?.n).toBe(0);
 
   // One reject per invalid input, each with its own reason.
-  expect(report.invalidSent).toBe(DEMO_INVALID_REASONS.length);
+  expect(report.invalid_sent).toBe(DEMO_INVALID_REASONS.length);
   for (const reason of DEMO_INVALID_REASONS) {
     expect(REJECT_REASONS).toContain(reason);
     const row = report.rejects.find((r) => r.reason === reason);
@@ -69,18 +73,18 @@ async function checkAgainstDatabase(report: DemoReport, events: number): Promise
   expect(report.rejects.map((r) => r.reason).sort()).toEqual([...DEMO_INVALID_REASONS].sort());
   const stored = await db.query<{ reason: string; n: number }>(
     `SELECT reason, count(*)::int AS n FROM sluice.rejects WHERE stream = 'events' AND raw LIKE '%' || $1 || '%' GROUP BY reason`,
-    [report.runId],
+    [report.run_id],
   );
   // Every reject that carries the run id (all but the array) is stored once.
   expect(stored.rows.map((r) => r.reason).sort()).toEqual(DEMO_INVALID_REASONS.filter((r) => r !== 'not_an_object').sort());
   expect(stored.rows.every((r) => r.n === 1)).toBe(true);
 
-  expect(report.peakConnections).toBeGreaterThan(0);
-  expect(report.peakConnections).toBeLessThanOrEqual(report.budget);
+  expect(report.peak_connections).toBeGreaterThan(0);
+  expect(report.peak_connections).toBeLessThanOrEqual(report.budget);
   expect(report.plan.total).toBeLessThanOrEqual(report.budget);
 
   // The demo's worker deregistered on the way out.
-  const workers = await db.query(`SELECT id FROM sluice.workers WHERE id = $1`, [`demo-${report.runId}`]);
+  const workers = await db.query(`SELECT id FROM sluice.workers WHERE id = $1`, [`demo-${report.run_id}`]);
   expect(workers.rowCount).toBe(0);
 }
 
@@ -95,6 +99,6 @@ describe('sluice demo', () => {
     const report = await runDemo(1_000);
     await checkAgainstDatabase(report, 1_000);
     const after = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM sluice_data.events`);
-    expect((after.rows[0]?.n ?? 0) - (before.rows[0]?.n ?? 0)).toBe(report.expectedDurable);
+    expect((after.rows[0]?.n ?? 0) - (before.rows[0]?.n ?? 0)).toBe(report.expected_durable);
   }, 90_000);
 });

@@ -277,11 +277,13 @@ describe('drain', () => {
     const lastMonth = utcMonth(-1);
     const partition = `detached_p${lastMonth.suffix}`;
     // An operator archives last month's partition; the table stays, under the same name.
+    // ("now" rows sit in this month whatever the time of day: an hour ago may be last month.)
     await db.query(`ALTER TABLE sluice_data.detached DETACH PARTITION sluice_data.${partition}`);
     const inserted = await db.query<{ event_id: string; kind: string }>(
       `INSERT INTO sluice_staging.detached (event_id, occurred_at, payload)
        SELECT gen_random_uuid(), t.at + (g * interval '1 minute'), jsonb_build_object('kind', t.kind)
-         FROM (VALUES ('now', now() - interval '1 hour', 100), ('last_month', $1::timestamptz + interval '2 days', 20)) AS t(kind, at, n),
+         FROM (VALUES ('now', (date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') + interval '1 hour', 100),
+                      ('last_month', $1::timestamptz + interval '2 days', 20)) AS t(kind, at, n),
               generate_series(1, t.n) AS g
        RETURNING event_id::text, payload->>'kind' AS kind`,
       [lastMonth.start],

@@ -2,59 +2,30 @@
  * The embedded default: with no DATABASE_URL, a command starts its own
  * Postgres in <home>/pgdata (or ./.sluice), says where it is without the
  * password, and stops it when done; the next command reuses the data
- * directory (no initdb) and finds the data again. While a worker owns the
- * running server, other commands join it, and SIGTERM stops the worker
- * cleanly together with the server.
+ * directory (no initdb) and finds the data again. While a worker runs, other
+ * commands join its server and leave it running; SIGTERM stops the worker
+ * cleanly and, as the last user, the server. (Concurrency, crashes and root:
+ * embedded-lifecycle.test.ts.)
  *
  * No test database here: this is the path without DATABASE_URL.
  */
 import { existsSync, statSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MIGRATIONS_DIR } from '../src/paths.js';
+import type { JsonOf } from '../src/json-keys.js';
 import type { StatusReport } from '../src/status/stream-status.js';
 import type { StreamDefinition } from '../src/streams/registry.js';
 import { runCli, spawnCli, type CliResult } from './helpers/cli.js';
+import { embeddedHomes, isAlive, postmasterPid } from './helpers/embedded.js';
 import { waitFor } from './helpers/wait.js';
 
-const homes: string[] = [];
+const homes = embeddedHomes();
+const tempDir = (label: string) => homes.tempDir(label);
 
-async function tempDir(label: string): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), `sluice-embedded-${label}-`));
-  homes.push(dir);
-  return dir;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-async function postmasterPid(dataDir: string): Promise<number | undefined> {
-  const text = await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => undefined);
-  const pid = Number.parseInt(text?.split('\n')[0] ?? '', 10);
-  return Number.isInteger(pid) ? pid : undefined;
-}
-
-afterAll(async () => {
-  // A failed test may leave a server running: stop it (fast shutdown) by the pid it recorded, then remove the directories.
-  for (const home of homes) {
-    for (const dataDir of [path.join(home, 'pgdata'), path.join(home, '.sluice', 'pgdata')]) {
-      const pid = await postmasterPid(dataDir);
-      if (pid !== undefined && isAlive(pid)) {
-        process.kill(pid, 'SIGINT');
-        await waitFor(async () => isAlive(pid), (alive) => !alive, { what: `postgres ${pid} to exit`, timeoutMs: 20_000 }).catch(() => undefined);
-      }
-    }
-    await rm(home, { recursive: true, force: true });
-  }
-});
+// A failed test may leave a server running: stop it, then remove the folders (and, as root, the cluster).
+afterAll(() => homes.cleanUp());
 
 async function migrationFiles(): Promise<string[]> {
   return (await readdir(MIGRATIONS_DIR)).filter((f) => f.endsWith('.sql')).sort();
@@ -120,14 +91,14 @@ describe('embedded Postgres (no DATABASE_URL)', () => {
 
     const list = await runCli(['stream', 'list', '--json', '--home', home]);
     expect(list.code, list.stderr).toBe(0);
-    const streams = JSON.parse(list.stdout) as StreamDefinition[];
+    const streams = JSON.parse(list.stdout) as Array<JsonOf<StreamDefinition>>;
     expect(streams.map((s) => s.name).sort()).toEqual(['events', 'persisted_one']);
     expect(streams.find((s) => s.name === 'persisted_one')?.columns).toEqual([{ name: 'n', type: 'integer' }]);
     expectStoppedServer(list, dataDir);
   });
 
   it('while a worker runs, sluice status joins its server; SIGTERM stops the worker (exit 0) and the server', async () => {
-    const worker = spawnCli(['worker', '--home', home, '--worker-id', 'embedded-w1', '--concurrency', '2', '--drainers', '1']);
+    const worker = spawnCli(['worker', '--embedded', '--home', home, '--worker-id', 'embedded-w1', '--concurrency', '2', '--drainers', '1']);
     try {
       await worker.waitForOutput(/worker embedded-w1 running/, 45_000);
       announcedUrl(worker.stderr(), 'started');
@@ -139,7 +110,7 @@ describe('embedded Postgres (no DATABASE_URL)', () => {
       expect(status.code, status.stderr).toBe(0);
       announcedUrl(status.stderr, 'using running');
       expect(status.stderr).not.toContain('embedded Postgres stopped');
-      const report = JSON.parse(status.stdout) as StatusReport;
+      const report = JSON.parse(status.stdout) as JsonOf<StatusReport>;
       expect(report.streams.map((s) => s.stream)).toContain('persisted_one');
       const w = report.workers.find((x) => x.id === 'embedded-w1');
       expect(w?.live).toBe(true);
@@ -166,7 +137,8 @@ describe('embedded Postgres (no DATABASE_URL)', () => {
     const first = await runCli(['migrate'], { cwd, timeoutMs: 60_000 });
     expect(first.code, first.stderr).toBe(0);
     expect(announcedUrl(first.stderr, 'started').password).toBe('');
-    expect(first.stderr).toContain(`(data: ${path.join('.sluice', 'pgdata')})`);
+    // As root the cluster lives where the postgres user can reach it, and the home links to it: `(data: .sluice/pgdata -> …)`.
+    expect(first.stderr).toMatch(/\(data: \.sluice\/pgdata(\)| -> \/)/);
     expect(first.stderr).toMatch(/applied \d+ migration\(s\)/);
     expect(existsSync(path.join(dotSluice, 'PG_VERSION'))).toBe(true);
     expectStoppedServer(first, dotSluice);

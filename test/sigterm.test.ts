@@ -146,4 +146,56 @@ describe('SIGTERM under load', () => {
     expect((await db.query(`SELECT 1 FROM sluice.rejects`)).rowCount).toBe(0);
     await second.stop();
   });
+
+  it('a second signal exits at once, mid-shutdown, and loses nothing that was acknowledged', async () => {
+    const stream = 'second_signal';
+    await db.query(`SELECT sluice.create_stream($1)`, [stream]);
+    const worker = spawnCli(['worker', '--concurrency', '3', '--drainers', '1', '--no-migrate', '--worker-id', 'sigterm-twice'], {
+      DATABASE_URL: db.url,
+      SLUICE_LOG_LEVEL: 'info',
+      SLUICE_SHUTDOWN_TIMEOUT_MS: '60000',
+    });
+    child = worker;
+    await worker.waitForOutput(/running/);
+    // A second session holds staging: the worker's ingest jobs sit in their COPY, so a clean shutdown would wait for them.
+    const blocker = await db.pool.connect();
+    const enqueued: string[] = [];
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query(`LOCK TABLE sluice_staging.${stream} IN ACCESS EXCLUSIVE MODE`);
+      for (let i = 0; i < 3; i++) {
+        const { events } = makeEvents(50, 90_000 + i, {}, 0);
+        await db.query(`SELECT graphile_worker.add_job('sluice_ingest', $1::json)`, [JSON.stringify({ stream, events, ack: 'durable' })]);
+        enqueued.push(...events.map((e) => e.event_id));
+      }
+      await waitFor(
+        () => db.query<{ n: number }>(`SELECT count(*)::int AS n FROM graphile_worker.jobs WHERE task_identifier = 'sluice_ingest' AND locked_at IS NOT NULL`).then((r) => r.rows[0]!.n),
+        (n) => n >= 1,
+        { what: 'an ingest job running' },
+      );
+      worker.child.kill('SIGTERM');
+      await worker.waitForOutput(/shutting down cleanly/);
+      // Still waiting for the blocked jobs: the clean shutdown does not finish while staging is held.
+      expect(await exitWithin(worker, 1_500)).toBeUndefined();
+      const forcedAt = Date.now();
+      worker.child.kill('SIGTERM');
+      const exit = await exitWithin(worker, 5_000);
+      expect(exit, 'the second signal should end the process at once').toBeDefined();
+      expect(exit!.code).toBe(130);
+      expect(Date.now() - forcedAt).toBeLessThan(5_000);
+    } finally {
+      await blocker.query('ROLLBACK').catch(() => undefined);
+      blocker.release();
+    }
+    // Nothing was acknowledged to a producer but the jobs' enqueue: a new worker takes the jobs over
+    // (the forced worker's registration has no session left, so its locks are released at once)
+    // and every event becomes durable exactly once.
+    const next = await startWorker(db, { concurrency: 3, drainers: 1 });
+    await waitFor(pendingIngestJobs, (n) => n === 0, { what: 'the forced worker\'s ingest jobs done by the next worker', timeoutMs: 30_000 });
+    const { rows } = await db.query<{ event_id: string; n: number }>(`SELECT event_id::text, count(*)::int AS n FROM sluice_data.${stream} GROUP BY 1`);
+    expect(rows.length).toBe(enqueued.length);
+    expect(rows.filter((r) => r.n > 1)).toEqual([]);
+    expect(new Set(rows.map((r) => r.event_id))).toEqual(new Set(enqueued));
+    await next.stop();
+  });
 });

@@ -13,7 +13,8 @@ import { migrateDatabase } from '../src/db/migrate.js';
 import { createIngestor } from '../src/ingest/create-ingestor.js';
 import { createLogger } from '../src/logger.js';
 import { MIGRATIONS_DIR } from '../src/paths.js';
-import type { StatusReport } from '../src/status/stream-status.js';
+import { toSnakeJson, type JsonOf } from '../src/json-keys.js';
+import type { StatusReport as StatusReportObject } from '../src/status/stream-status.js';
 import { runCli } from './helpers/cli.js';
 import { createTestDatabase, urlForDatabase } from './helpers/database.js';
 import { durableIds, makeEvents, stagedCount } from './helpers/events.js';
@@ -21,6 +22,9 @@ import { waitFor } from './helpers/wait.js';
 import { startWorker } from './helpers/worker.js';
 
 const db = await createTestDatabase('status_cli');
+
+/** `status --json` as printed: snake_case keys, dates as strings. */
+type StatusReport = JsonOf<StatusReportObject>;
 
 async function status(): Promise<StatusReport> {
   const result = await runCli(['status', '--json'], { env: { DATABASE_URL: db.url } });
@@ -81,12 +85,12 @@ describe('sluice status', () => {
     const report = await status();
     const s = streamOf(report);
     expect(s.staged).toBe(events.length);
-    expect(s.oldestStagedAgeS).toBeGreaterThan(0);
-    expect(s.durableLastMinute).toBe(0);
-    expect(s.rejectsTotal).toBe(invalid.length);
-    expect(s.rejectsLastHour).toBe(invalid.length);
+    expect(s.oldest_staged_age_s).toBeGreaterThan(0);
+    expect(s.durable_last_minute).toBe(0);
+    expect(s.rejects_total).toBe(invalid.length);
+    expect(s.rejects_last_hour).toBe(invalid.length);
     expect(report.workers.filter((w) => w.live)).toEqual([]);
-    expect(Number.isNaN(Date.parse(report.takenAt))).toBe(false);
+    expect(Number.isNaN(Date.parse(report.taken_at))).toBe(false);
   });
 
   it('after a worker drains: nothing staged, durable rows in the last minute, the live worker and its budget', async () => {
@@ -102,17 +106,17 @@ describe('sluice status', () => {
     const report = await status();
     const s = streamOf(report);
     expect(s.staged).toBe(0);
-    expect(s.oldestStagedAgeS).toBe(0);
-    expect(s.durableLastMinute).toBeGreaterThanOrEqual(drained);
-    expect(s.duplicatesLastMinute).toBe(events.length - unique);
-    expect(s.rejectsTotal).toBe(invalid.length);
+    expect(s.oldest_staged_age_s).toBe(0);
+    expect(s.durable_last_minute).toBeGreaterThanOrEqual(drained);
+    expect(s.duplicates_last_minute).toBe(events.length - unique);
+    expect(s.rejects_total).toBe(invalid.length);
     expect(s.partitions).toBeGreaterThan(0);
 
     const live = report.workers.filter((w) => w.live);
     expect(live.map((w) => w.id)).toEqual([worker.id]);
     const w = live[0];
     expect(w?.budget).toBe(12);
-    expect(w?.plan).toEqual(worker.plan);
+    expect(w?.plan).toEqual(JSON.parse(toSnakeJson(worker.plan)));
     expect(w?.pid).toBe(process.pid);
     expect(w?.connections).toBeGreaterThan(0);
     expect(w?.connections).toBeLessThanOrEqual(12);

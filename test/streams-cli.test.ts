@@ -10,10 +10,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { drainUntilEmpty } from '../src/drain/drain-loop.js';
 import { createIngestor } from '../src/ingest/create-ingestor.js';
 import { silentLogger } from '../src/logger.js';
-import { SUPPORTED_COLUMN_TYPES } from '../src/streams/column-types.js';
+import { SUPPORTED_COLUMN_TYPES } from '../src/codec/column-types.js';
 import { requireStream } from '../src/streams/registry.js';
 import { createTestDatabase } from './helpers/database.js';
-import { runCli, type CliResult } from './helpers/cli.js';
+import { runCli, type CliResult, stderrMessages } from './helpers/cli.js';
 
 const db = await createTestDatabase('streams_cli');
 
@@ -138,7 +138,7 @@ describe('sluice stream (CLI)', () => {
     for (const [i, result] of results.entries()) {
       const name = names[i] as string;
       expect(result.code, name).not.toBe(0);
-      expect(result.stderr, name).toMatch(new RegExp(`"${name}" is reserved`));
+      expect(stderrMessages(result.stderr), name).toMatch(new RegExp(`"${name}" is reserved`));
     }
     expect(await streamNames()).not.toContain('bad_names');
   });

@@ -5,6 +5,7 @@
  * counted from the pool, not from its concurrency.
  */
 import { describe, expect, it } from 'vitest';
+import { ConnectionSampler, workerConnections } from '../src/db/connection-sampler.js';
 import { createTestDatabase } from './helpers/database.js';
 import { distinctIds, durableIds, makeEvents, stagedCount } from './helpers/events.js';
 import { waitFor } from './helpers/wait.js';
@@ -35,12 +36,9 @@ describe('worker roles', () => {
     // Staged, kicked for drainers, but nobody here drains.
     expect(await stagedCount(db, 'ingest_only')).toBe(events.length);
     expect(await pendingJobs('sluice_drain')).toBeGreaterThan(0);
-    const roles = await db.query<{ application_name: string }>(
-      `SELECT application_name FROM pg_stat_activity WHERE application_name LIKE $1`,
-      [`sluice/${ingestOnly.id}/%`],
-    );
-    expect(roles.rows.length).toBeGreaterThan(0);
-    expect(roles.rows.filter((r) => /\/drain-\d+$/.test(r.application_name))).toEqual([]);
+    const roles = await workerConnections(db.pool, ingestOnly.id);
+    expect(roles.length).toBeGreaterThan(0);
+    expect(roles.filter((name) => /\/drain-\d+$/.test(name))).toEqual([]);
     expect((await durableIds(db, 'ingest_only')).rows).toBe(0);
 
     // A worker with drainers picks up the queued drain jobs.
@@ -55,15 +53,7 @@ describe('worker roles', () => {
     await db.query(`SELECT sluice.create_stream('small_pool')`);
     const worker = await startWorker(db, { concurrency: 24, poolSize: 4, drainers: 1, maxConnections: 6 });
     expect(worker.plan).toEqual({ concurrency: 24, pool: 4, flushers: 1, drainers: 1, total: 6 });
-    let peak = 0;
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE $1`, [`sluice/${worker.id}/%`]);
-        peak = Math.max(peak, rows[0]?.n ?? 0);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    })();
+    const sampler = new ConnectionSampler(db.pool, worker.id, 20);
     const { events, unique } = makeEvents(1_500, 22);
     await enqueue('small_pool', events, 5);
     await waitFor(
@@ -71,8 +61,7 @@ describe('worker roles', () => {
       (s) => s.jobs === 0 && s.staged === 0 && s.durable === unique,
       { what: 'every event durable', timeoutMs: 60_000 },
     );
-    sampling = false;
-    await sampler;
+    const { peak } = await sampler.stop();
     expect(peak).toBeGreaterThan(0);
     expect(peak).toBeLessThanOrEqual(6);
     expect((await durableIds(db, 'small_pool')).ids).toEqual(distinctIds(events));

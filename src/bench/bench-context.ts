@@ -3,6 +3,7 @@
  * workload (prepared once, outside any timing), helpers to create fresh
  * streams, run `sluice worker` child processes and sample connections.
  */
+import { withTransaction } from '../db/transaction.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -14,7 +15,8 @@ import { EventEncoder } from '../ingest/event-encoder.js';
 import { getStream, type StreamDefinition } from '../streams/registry.js';
 import { quoteIdent, stagingTable } from '../streams/names.js';
 import { generateEvents, type GeneratedEvent } from '../workload/event-generator.js';
-import { sleep } from '../errors.js';
+import { sleep } from '../timing.js';
+import { ConnectionSampler } from '../db/connection-sampler.js';
 
 /** Declared columns of every bench stream: the keys most events carry; the rest goes to payload. */
 export const BENCH_COLUMNS = [
@@ -118,18 +120,15 @@ export class BenchContext {
   async enqueueJobs(schema: string, task: string, payloads: readonly unknown[]): Promise<number> {
     const client = await this.admin.connect();
     try {
-      await client.query('BEGIN');
-      for (let i = 0; i < payloads.length; i += 5_000) {
-        await client.query(
-          `SELECT count(*) FROM ${quoteIdent(schema)}.add_jobs(ARRAY(SELECT ROW($1::text, p, NULL, NULL, NULL, NULL, NULL, NULL)::${quoteIdent(schema)}.job_spec FROM json_array_elements($2::json) AS p))`,
-          [task, JSON.stringify(payloads.slice(i, i + 5_000))],
-        );
-      }
-      await client.query('COMMIT');
+      await withTransaction(client, async (c) => {
+        for (let i = 0; i < payloads.length; i += 5_000) {
+          await c.query(
+            `SELECT count(*) FROM ${quoteIdent(schema)}.add_jobs(ARRAY(SELECT ROW($1::text, p, NULL, NULL, NULL, NULL, NULL, NULL)::${quoteIdent(schema)}.job_spec FROM json_array_elements($2::json) AS p))`,
+            [task, JSON.stringify(payloads.slice(i, i + 5_000))],
+          );
+        }
+      });
       return performance.now();
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
     } finally {
       client.release();
     }
@@ -169,9 +168,10 @@ export class BenchContext {
     return new BenchWorker(workerId, child, exited, () => stderr, () => this.children.delete(child));
   }
 
-  /** Sample how many connections a worker holds, every `everyMs`, until stopped. */
-  sampleConnections(workerId: string, everyMs = 25): ConnectionSampler {
-    return new ConnectionSampler(this.url, workerId, everyMs);
+  /** Sample how many connections a worker holds, every `everyMs`; stop() gives the peak (so far, if sampling failed). */
+  sampleConnections(workerId: string, everyMs = 25): { stop(): Promise<number> } {
+    const sampler = new ConnectionSampler(this.url, workerId, everyMs);
+    return { stop: () => sampler.stop().then((s) => s.peak, () => sampler.peak) };
   }
 
   async close(): Promise<void> {
@@ -206,38 +206,6 @@ export class BenchWorker {
     this.forget();
     if (code !== 0) throw new Error(`bench: worker ${this.id} exited with ${code}: ${this.stderr().slice(-2000)}`);
     return code;
-  }
-}
-
-export class ConnectionSampler {
-  private peak = 0;
-  private running = true;
-  private readonly done: Promise<void>;
-
-  constructor(url: string, workerId: string, everyMs: number) {
-    const client = new pg.Client({ connectionString: url, application_name: 'sluice/bench/sampler' });
-    client.on('error', () => undefined);
-    this.done = (async () => {
-      await client.connect();
-      try {
-        while (this.running) {
-          const { rows } = await client.query<{ n: number }>(
-            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE $1`,
-            [`sluice/${workerId}/%`],
-          );
-          this.peak = Math.max(this.peak, rows[0]?.n ?? 0);
-          await sleep(everyMs);
-        }
-      } finally {
-        await client.end();
-      }
-    })();
-  }
-
-  async stop(): Promise<number> {
-    this.running = false;
-    await this.done.catch(() => undefined);
-    return this.peak;
   }
 }
 

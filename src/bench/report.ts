@@ -1,6 +1,7 @@
 /** The benchmark's outputs: a markdown table with ratios, the targets, and the JSON record. */
 import os from 'node:os';
 import type pg from 'pg';
+import { formatInt } from '../format.js';
 import type { ScenarioResult } from './scenario.js';
 import { bestDrain, combinedLimit, type TargetCheck } from './targets.js';
 
@@ -51,12 +52,14 @@ export function machineInfo(): MachineInfo {
   };
 }
 
-const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+const fmt = formatInt;
 const x = (n: number | undefined) => (n === undefined || !Number.isFinite(n) ? '—' : `${n.toFixed(2)}×`);
 
 /** The limit a sluice figure is compared with. */
 function limitFor(r: ScenarioResult, results: ReadonlyMap<string, ScenarioResult>): number | undefined {
   if (r.group !== 'sluice') return undefined;
+  if (r.id === 'sluice_drain_1') return results.get('limit_one_shot_ordered')?.rowsPerSecond;
+  if (r.id === 'sluice_drain_2') return results.get('limit_one_shot_2conn')?.rowsPerSecond;
   if (r.id.startsWith('sluice_drain')) return results.get('limit_one_shot_insert_select')?.rowsPerSecond;
   if (r.id.startsWith('sluice_e2e')) return combinedLimit(results);
   return results.get('limit_raw_copy')?.rowsPerSecond;
@@ -80,7 +83,7 @@ export function renderMarkdown(report: BenchReport): string {
     if (r.peakConnections !== undefined) notes.push(`peak conn ${r.peakConnections}/${r.budget}`);
     if (r.lagMs) notes.push(`lag p50 ${fmt(r.lagMs.p50)} ms, p99 ${fmt(r.lagMs.p99)} ms, max ${fmt(r.lagMs.max)} ms`);
     if (r.workerPeakRssMb !== undefined) notes.push(`worker RSS ${fmt(r.workerPeakRssMb)} MB`);
-    if (r.runs) notes.push(`best of ${r.runs.length}: ${r.runs.map(fmt).join(' / ')} rows/s`);
+    if (r.runs) notes.push(`median of ${r.runs.length} rounds: ${r.runs.map(fmt).join(' / ')} rows/s`);
     if (r.group === 'alternative' && r.id !== 'alt_gw_noop_sluice_settings' && r === best) notes.push('best alternative');
     const limit = limitFor(r, results);
     lines.push(
@@ -91,15 +94,18 @@ export function renderMarkdown(report: BenchReport): string {
   const drain = bestDrain(results);
   const footer = [
     '',
-    `Limits: ingest → raw COPY; drain → one-shot INSERT … SELECT; end to end → combined limit 1/(1/COPY + 1/INSERT…SELECT) = ${combined ? fmt(combined) : '—'} rows/s.` +
+    `Limits: ingest → raw COPY; drain ×1 → key-ordered one-shot INSERT … SELECT; drain ×2 → the same on two connections; end to end → combined limit 1/(1/COPY + 1/INSERT…SELECT) = ${combined ? fmt(combined) : '—'} rows/s.` +
       ` Best alternative: ${best ? `${best.title} (${fmt(best.rowsPerSecond)} rows/s)` : '—'}. Best drain: ${drain?.id ?? '—'}.`,
     '',
-    '| target | measured | goal | met |',
-    '|---|---:|---:|:---:|',
-    ...report.targets.map(
-      (t) =>
-        `| ${t.description} | ${t.measured === undefined ? '—' : `${t.unit === '×' || t.unit === '× budget' ? t.measured.toFixed(2) : fmt(t.measured)} ${t.unit}`} | ${t.comparator} ${t.threshold} ${t.unit} | ${t.met === undefined ? 'not run' : t.met ? 'met' : 'NOT MET'} |`,
-    ),
+    `Targets: the median of the per-round figures (${report.targets[0]?.rounds?.length ?? 1} interleaved rounds), min–max beside it.`,
+    '',
+    '| target | median | min–max | goal | met |',
+    '|---|---:|---:|---:|:---:|',
+    ...report.targets.map((t) => {
+      const figure = (n: number) => (t.unit === '×' || t.unit === '× budget' ? n.toFixed(2) : fmt(n));
+      const range = t.min !== undefined && t.max !== undefined ? `${figure(t.min)}–${figure(t.max)}` : '—';
+      return `| ${t.description} | ${t.measured === undefined ? '—' : `${figure(t.measured)} ${t.unit}`} | ${range} | ${t.comparator} ${t.threshold} ${t.unit}${t.defaultThreshold === undefined ? '' : ` (--target; default ${t.defaultThreshold})`} | ${t.met === undefined ? 'not run' : t.met ? 'met' : 'NOT MET'} |`;
+    }),
   ];
   return [...lines, ...footer].join('\n');
 }

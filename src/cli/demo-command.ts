@@ -2,7 +2,8 @@ import type { Argv, CommandModule } from 'yargs';
 import { describePlan } from '../db/budget.js';
 import { runDemo, type DemoReport } from '../demo/run-demo.js';
 import { SluiceError } from '../errors.js';
-import { formatInt, formatRate, globalOptions, say, withRuntime, type GlobalArgs } from './runtime.js';
+import { formatInt, formatRate } from '../format.js';
+import { printJson, globalOptions, say, withRuntime, type GlobalArgs } from './runtime.js';
 import { renderTable } from './table.js';
 
 interface DemoArgs extends GlobalArgs {
@@ -24,7 +25,7 @@ function render(r: DemoReport): string {
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   const body = rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`).join('\n');
-  const rejects = renderTable(['reason', 'count', 'message'], r.rejects.map((x) => [x.reason, x.count, x.example.slice(0, 90)]))
+  const rejects = renderTable(['reason', 'count', 'message'], r.rejects.map((x) => [x.reason, x.count, x.example]), { maxWidth: { message: 90 } })
     .split('\n')
     .map((l) => `    ${l}`)
     .join('\n');
@@ -45,7 +46,8 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
         throw new SluiceError('invalid_argument', '--events must be an integer from 1 to 10000000');
       }
       const report = await runDemo({ config, connectionString: db.url, log, events: argv.events, signal, onPhase: (p) => say(`demo: ${p}`) });
-      process.stdout.write(argv.json ? `${JSON.stringify(report, null, 2)}\n` : render(report));
+      if (argv.json) printJson(report);
+      else process.stdout.write(render(report));
       if (!report.ok) process.exitCode = 1;
     }),
 };

@@ -1,14 +1,15 @@
-import { createReadStream, statSync } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, openSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import cliProgress from 'cli-progress';
 import type { Argv, CommandModule } from 'yargs';
 import { SluiceError } from '../errors.js';
-import { createIngestor } from '../ingest/create-ingestor.js';
+import { openIngestor } from '../ingest/create-ingestor.js';
 import { ingestNdjson } from '../ingest/ingest-ndjson.js';
 import type { AckLevel } from '../ingest/ingestor.js';
 import { connectClient } from '../db/connections.js';
 import { requireStream } from '../streams/registry.js';
-import { formatInt, formatRate, globalOptions, say, withRuntime, type GlobalArgs } from './runtime.js';
+import { formatInt, formatRate } from '../format.js';
+import { printJson, configOptions, globalOptions, say, withRuntime, type GlobalArgs } from './runtime.js';
 import { renderTable } from './table.js';
 
 interface IngestArgs extends GlobalArgs {
@@ -18,54 +19,51 @@ interface IngestArgs extends GlobalArgs {
   json?: boolean;
   flushRows?: number;
   flushAgeMs?: number;
+  flushBytes?: number;
+  bufferRows?: number;
+  bufferBytes?: number;
   progress?: boolean;
 }
 
-const REJECTS_SINCE = `
-SELECT reason, count(*)::int AS count, min(message) AS example
-  FROM sluice.rejects WHERE stream = $1 AND source = 'file' AND id > $2
- GROUP BY reason ORDER BY count DESC`;
-const LAST_REJECT_ID = `SELECT coalesce(max(id), 0)::bigint AS id FROM sluice.rejects`;
-
 function openInput(file: string): { input: Readable; size: number | undefined } {
   if (file === '-') return { input: process.stdin, size: undefined };
-  let size: number;
+  // Open now, not on the stream's first read: an unreadable file (EACCES) is one clear line and exit 1,
+  // like a missing one, instead of an unhandled 'error' event.
+  let fd: number | undefined;
   try {
-    const stat = statSync(file);
+    fd = openSync(file, 'r');
+    const stat = fstatSync(fd);
     if (!stat.isFile()) throw new SluiceError('bad_input', `${file} is not a regular file`);
-    size = stat.size;
+    return { input: createReadStream(file, { fd, highWaterMark: 1 << 20 }), size: stat.size };
   } catch (err) {
+    if (fd !== undefined) closeSync(fd);
     if (err instanceof SluiceError) throw err;
     throw new SluiceError('bad_input', `cannot read ${file}: ${(err as Error).message}`);
   }
-  return { input: createReadStream(file, { highWaterMark: 1 << 20 }), size };
 }
 
 export const ingestCommand: CommandModule<object, IngestArgs> = {
   command: 'ingest [file]',
   describe: 'Ingest NDJSON events (one JSON object per line) from a file or - for stdin',
   builder: (y) =>
-    globalOptions(y)
+    configOptions(globalOptions(y), 'ingest')
       .positional('file', { type: 'string', default: '-', describe: 'NDJSON file, or - for stdin' })
       .option('stream', { type: 'string', default: 'events', describe: 'Target stream' })
       .option('ack', { choices: ['staged', 'durable'] as const, default: 'staged' as const, describe: 'Finish once rows are staged, or once they are durable (needs a running worker)' })
-      .option('flush-rows', { type: 'number', describe: 'Rows per COPY batch (default 5000)' })
-      .option('flush-age-ms', { type: 'number', describe: 'Flush a batch after this long (default 50)' })
       .option('progress', { type: 'boolean', describe: 'Show a progress bar (default: when stderr is a terminal)' })
       .option('json', { type: 'boolean', describe: 'Print the summary as JSON' }) as Argv<IngestArgs>,
   handler: (argv) =>
     withRuntime(argv, async ({ db, config, log, signal }) => {
-      // Check the stream before touching the input: an unknown stream exits non-zero with nothing read.
+      // Open (not read) the input first: an unreadable file fails before any connection is made.
+      const { input, size } = openInput(argv.file);
+      // Check the stream before reading the input: an unknown stream exits non-zero with nothing read.
       const probe = await connectClient(db.url, `sluice/${config.workerId}/ingest`);
-      let lastRejectId: string;
       try {
         await requireStream(probe, argv.stream);
-        lastRejectId = (await probe.query<{ id: string }>(LAST_REJECT_ID)).rows[0]?.id ?? '0';
       } finally {
         await probe.end();
       }
-      const { input, size } = openInput(argv.file);
-      const ingestor = await createIngestor({
+      const ingestor = await openIngestor({
         connectionString: db.url,
         stream: argv.stream,
         ack: argv.ack,
@@ -74,6 +72,7 @@ export const ingestCommand: CommandModule<object, IngestArgs> = {
         flushAgeMs: config.flushAgeMs,
         flushBytes: config.flushBytes,
         bufferRows: config.bufferRows,
+        bufferBytes: config.bufferBytes,
         drainSlots: config.drainers,
         clientId: config.workerId,
         log,
@@ -102,10 +101,8 @@ export const ingestCommand: CommandModule<object, IngestArgs> = {
         bar?.stop();
         await ingestor.close();
       }
-      const check = await connectClient(db.url, `sluice/${config.workerId}/ingest`);
-      const reasons = await check
-        .query<{ reason: string; count: number; example: string }>(REJECTS_SINCE, [argv.stream, lastRejectId])
-        .finally(() => check.end());
+      // This run's own rejects, as its Ingestor counted them: other producers may be rejecting into the same stream now.
+      const reasons = result.rejectsByReason;
       const summary = {
         stream: argv.stream,
         file: argv.file,
@@ -113,13 +110,13 @@ export const ingestCommand: CommandModule<object, IngestArgs> = {
         lines: result.lines,
         accepted: result.accepted,
         rejected: result.rejected,
-        rejects_by_reason: Object.fromEntries(reasons.rows.map((r) => [r.reason, r.count])),
+        rejects_by_reason: Object.fromEntries(reasons.map((r) => [r.reason, r.count])),
         duration_ms: result.durationMs,
         events_per_second: result.durationMs > 0 ? Math.round((result.accepted * 1000) / result.durationMs) : null,
         interrupted: signal.aborted,
       };
       if (argv.json) {
-        process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+        printJson(summary);
         return;
       }
       process.stdout.write(
@@ -127,8 +124,8 @@ export const ingestCommand: CommandModule<object, IngestArgs> = {
           `${formatInt(result.accepted)} accepted (${argv.ack}), ${formatInt(result.rejected)} rejected, ` +
           `${(result.durationMs / 1000).toFixed(2)} s, ${formatRate(result.accepted, result.durationMs)}\n`,
       );
-      if (reasons.rows.length) {
-        process.stdout.write(`rejects (kept in sluice.rejects):\n${renderTable(['reason', 'count', 'example'], reasons.rows.map((r) => [r.reason, r.count, r.example.slice(0, 100)]))}\n`);
+      if (reasons.length) {
+        process.stdout.write(`rejects (kept in sluice.rejects):\n${renderTable(['reason', 'count', 'example'], reasons.map((r) => [r.reason, r.count, r.example]), { maxWidth: { example: 100 } })}\n`);
       }
       if (signal.aborted) say('stopped early: lines before the interruption were flushed');
     }),

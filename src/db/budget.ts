@@ -1,7 +1,7 @@
 /**
- * Connection budgets (seed 004: "every service declares an explicit maximum
- * connection budget, and the sum of budgets is less than max_connections
- * with margin for migrations and admin sessions").
+ * Connection budgets: every service declares an explicit maximum connection
+ * budget, and the sum of budgets stays below max_connections with margin for
+ * migrations and admin sessions.
  *
  * A worker's plan is what it will open: the graphile-worker pool
  * (concurrency + 1, its LISTEN client included), the dedicated COPY

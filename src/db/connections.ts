@@ -6,16 +6,37 @@
  */
 import pg from 'pg';
 import type { Logger } from '../logger.js';
-import { backoffMs, coerceError, isTransientError, sleep } from '../errors.js';
+import { coerceError, isTransientError } from '../errors.js';
+import { backoffMs, sleep } from '../timing.js';
+import { JSON_KEEPING_TYPES } from './json-types.js';
 
-/** application_name is truncated by Postgres at 63 bytes; keep the role visible. */
-export function applicationName(workerId: string, role: string): string {
+/** Postgres truncates application_name to this many bytes (NAMEDATALEN − 1). */
+export const APPLICATION_NAME_MAX = 63;
+
+/**
+ * application_name is truncated by Postgres at 63 bytes; keep the role visible.
+ * With `budget` (a worker under --budget-scope cluster), the name ends
+ * `/b<budget>`: the worker's declared budget, readable from every database of
+ * the cluster in pg_stat_activity (see budget-claims.ts). That name is never
+ * shortened: a cut claim would be misread, so one that does not fit throws
+ * (ids are at most 40 characters, roles at most 8, budgets at most 10000:
+ * 7 + 40 + 1 + 8 + 2 + 5 = 63).
+ */
+export function applicationName(workerId: string, role: string, budget?: number): string {
+  if (budget !== undefined) {
+    const claim = `sluice/${workerId}/${role}/b${budget}`;
+    if (Buffer.byteLength(claim) > APPLICATION_NAME_MAX || !Number.isInteger(budget) || budget < 0) {
+      throw new Error(`sluice: application_name ${JSON.stringify(claim)} would not carry the budget intact (at most ${APPLICATION_NAME_MAX} bytes)`);
+    }
+    return claim;
+  }
   const name = `sluice/${workerId}/${role}`;
-  return name.length <= 63 ? name : `sluice/${workerId.slice(0, 63 - 8 - role.length)}/${role}`;
+  return name.length <= APPLICATION_NAME_MAX ? name : `sluice/${workerId.slice(0, APPLICATION_NAME_MAX - 8 - role.length)}/${role}`;
 }
 
 export function createPool(connectionString: string, appName: string, max: number, log?: Logger): pg.Pool {
-  const pool = new pg.Pool({ connectionString, application_name: appName, max, idleTimeoutMillis: 30_000 });
+  // json/jsonb parse as usual, keeping raw text where numbers would change (sluice_ingest re-reads it exactly).
+  const pool = new pg.Pool({ connectionString, application_name: appName, max, idleTimeoutMillis: 30_000, types: JSON_KEEPING_TYPES });
   // A client that loses its server emits 'error'; unhandled, Node would crash. The pool replaces it.
   const onError = (err: Error) => log?.warn({ role: appName, err: err.message }, 'connection: pooled connection lost');
   pool.on('error', onError);
@@ -84,10 +105,6 @@ export class DedicatedConnection {
   /** Mark the client unusable (e.g. after a failed transaction on a lost socket). */
   markBroken(): void {
     this.broken = true;
-  }
-
-  get isOpen(): boolean {
-    return this.client !== undefined && !this.broken;
   }
 
   async close(): Promise<void> {

@@ -12,7 +12,7 @@ export interface DatabaseTarget {
   /** Printable form, password masked. */
   readonly displayUrl: string;
   readonly embedded: EmbeddedServer | undefined;
-  /** Stops the embedded server if this process owns it; no-op otherwise. */
+  /** Leaves the embedded server (the last command out stops it); no-op for DATABASE_URL. */
   close(): Promise<void>;
 }
 
@@ -22,5 +22,5 @@ export async function openDatabase(config: SluiceConfig, log: Logger): Promise<D
     return { url, displayUrl: redactUrl(url), embedded: undefined, close: async () => undefined };
   }
   const server = await startEmbeddedServer({ homeDir: config.homeDir, log });
-  return { url: server.url, displayUrl: server.displayUrl, embedded: server, close: () => server.stop() };
+  return { url: server.url, displayUrl: server.displayUrl, embedded: server, close: async () => void (await server.stop()) };
 }

@@ -5,30 +5,38 @@
  * We drive initdb/pg_ctl ourselves instead of using the package's class: it
  * installs process-wide SIGINT/SIGTERM hooks that stop the server at once,
  * which would cut a worker's graceful shutdown (flush, finish the drain batch)
- * short. Here the server stops only when its owner says so, after the work.
+ * short. Here the server stops only when the last command using it is done.
  *
- * Several sluice commands may share one data directory: the first starts the
- * server and owns it; later ones find it running (postmaster.pid) and connect.
- * If the owner died, the next command adopts the running server.
+ * Several sluice commands share one home. Every lifecycle step runs under the
+ * home lock (embedded/home-lock.ts): one command initialises a fresh home
+ * while the others wait; a command starts the server or joins the running
+ * one, and registers a lease (embedded/leases.ts); on the way out it removes
+ * its lease and stops the server only if no live command holds one. A
+ * postmaster.pid is trusted only once verified (embedded/postmaster-pid.ts).
+ * A command whose server disappears under it is told (onLost) and exits.
  */
-import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import type { Logger } from '../logger.js';
 import { SluiceError } from '../errors.js';
-
-const execFileAsync = promisify(execFile);
+import { loadBinaries, type Binaries } from './embedded/binaries.js';
+import { linkIntoHome, locateCluster, type ClusterLocation } from './embedded/cluster-location.js';
+import { withHomeLock } from './embedded/home-lock.js';
+import { liveLeases, registerLease, type Lease, type OwnLease } from './embedded/leases.js';
+import { inspectServer, pidFilePath, readPostmasterPid, type ServerState } from './embedded/postmaster-pid.js';
+import { isAlive } from './embedded/process-identity.js';
+import { ensureOwnFolder, resolveRunAs, ROOT_STATE_DIR, runProgram, type RunAs } from './embedded/run-as.js';
 
 export const EMBEDDED_DATABASE = 'sluice';
 const EMBEDDED_USER = 'postgres';
+/** How long a postmaster of this directory may stay unanswering (starting, recovering, stopping) before we give up. */
+const BUSY_SERVER_TIMEOUT_MS = 60_000;
+const LOST_CHECK_INTERVAL_MS = 1_000;
+const PWFILE_PREFIX = '.sluice-initdb-pwfile-';
 
 /** Settings for a laptop-sized server that ingests hard: keep WAL checkpoints rare, loopback only. */
 const EMBEDDED_POSTGRES_CONF = `
@@ -44,81 +52,53 @@ log_min_messages = warning
 log_line_prefix = '%m [%p] %q%a '
 `;
 
+export interface EmbeddedStopOutcome {
+  /** True when this command was the last user and stopped the server. */
+  readonly stopped: boolean;
+  /** Live commands still using the server (it was left running for them). */
+  readonly others: readonly Lease[];
+}
+
 export interface EmbeddedServer {
   readonly url: string;
   /** The same URL with the password masked, for printing. */
   readonly displayUrl: string;
   readonly port: number;
+  /** `<home>/pgdata`: the data directory, or (as root) a symlink to it. */
   readonly dataDir: string;
-  /** True when this process started (or adopted) the server and stops it on exit. */
-  readonly owned: boolean;
-  stop(): Promise<void>;
+  /** The real data directory the server runs on. */
+  readonly clusterDir: string;
+  /** True when this command started the server; false when it joined a running one. */
+  readonly started: boolean;
+  /** Called once if the server goes away while this command still uses it. */
+  onLost(listener: (reason: string) => void): void;
+  /** Leave; the last command out stops the server. */
+  stop(): Promise<EmbeddedStopOutcome>;
 }
 
-interface Binaries {
-  initdb: string;
-  pg_ctl: string;
-  postgres: string;
+interface Home {
+  readonly homeDir: string;
+  readonly lockFile: string;
+  readonly usersDir: string;
 }
 
-async function loadBinaries(): Promise<Binaries> {
-  const pkg = `@embedded-postgres/${os.platform()}-${os.arch()}`;
-  try {
-    // Resolve from embedded-postgres itself: the platform package is its optional dependency.
-    const fromSluice = createRequire(import.meta.url);
-    const entry = createRequire(fromSluice.resolve('embedded-postgres')).resolve(pkg);
-    return (await import(pathToFileURL(entry).href)) as Binaries;
-  } catch (err) {
+function homePaths(homeDir: string): Home {
+  return { homeDir, lockFile: path.join(homeDir, 'lifecycle.lock'), usersDir: path.join(homeDir, 'users') };
+}
+
+async function readOrCreatePassword(homeDir: string, clusterExists: boolean): Promise<string> {
+  const file = path.join(homeDir, 'password');
+  const existing = await fs.readFile(file, 'utf8').catch(() => undefined);
+  if (existing?.trim()) return existing.trim();
+  if (clusterExists) {
     throw new SluiceError(
-      'embedded_unavailable',
-      `No embedded Postgres binaries for ${os.platform()}-${os.arch()} (npm package ${pkg}). ` +
-        'Set DATABASE_URL to use your own server.',
-      { cause: err },
+      'embedded_password_missing',
+      `${file} is missing but the cluster exists: sluice cannot log in to it. Restore the file, or remove the home to start afresh.`,
     );
   }
-}
-
-interface RunAs {
-  uid?: number;
-  gid?: number;
-}
-
-/** Postgres refuses to run as root; as root we run it as the `postgres` system user (created if missing). */
-async function resolveRunAs(log: Logger): Promise<RunAs> {
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return {};
-  const lookup = async () => {
-    const [uid, gid] = await Promise.all([
-      execFileAsync('id', ['-u', EMBEDDED_USER]).then((r) => Number.parseInt(r.stdout, 10)),
-      execFileAsync('id', ['-g', EMBEDDED_USER]).then((r) => Number.parseInt(r.stdout, 10)),
-    ]);
-    return { uid, gid };
-  };
-  try {
-    return await lookup();
-  } catch {
-    log.warn('embedded: running as root, creating system user "postgres" to run the server');
-    await execFileAsync('groupadd', ['--system', EMBEDDED_USER]).catch(() => undefined);
-    await execFileAsync('useradd', ['--system', '-g', EMBEDDED_USER, EMBEDDED_USER]);
-    return lookup();
-  }
-}
-
-function run(cmd: string, args: string[], runAs: RunAs, env: NodeJS.ProcessEnv = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      ...runAs,
-      env: { ...process.env, LC_MESSAGES: 'C', LC_ALL: 'C', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code === 0) resolve(output);
-      else reject(new Error(`${path.basename(cmd)} exited with code ${code}: ${output.trim().slice(-2000)}`));
-    });
-  });
+  const password = randomBytes(18).toString('base64url');
+  await fs.writeFile(file, `${password}\n`, { mode: 0o600 });
+  return password;
 }
 
 async function freePort(): Promise<number> {
@@ -134,74 +114,106 @@ async function freePort(): Promise<number> {
   });
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** postmaster.pid: line 1 is the pid, line 4 the port. */
-async function runningServer(dataDir: string): Promise<{ pid: number; port: number } | undefined> {
-  const text = await fs.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => undefined);
-  if (!text) return undefined;
-  const lines = text.split('\n');
-  const pid = Number.parseInt(lines[0] ?? '', 10);
-  const port = Number.parseInt(lines[3] ?? '', 10);
-  if (!Number.isInteger(pid) || !Number.isInteger(port) || !isAlive(pid)) return undefined;
-  return { pid, port };
-}
-
 /**
- * As root, the server runs as `postgres`, which must be able to reach the data
- * directory: give "search" (o+x, not read) permission to ancestors that lack
- * it, e.g. /root (700 on most images), and say so.
+ * initdb into a temp directory next to the data directory, then one rename:
+ * a crash mid-initdb leaves only a `pgdata.init-*` leftover (removed by the
+ * next initialiser), never a half-built cluster that looks real.
  */
-async function ensureTraversable(dir: string, runAs: RunAs, log: Logger): Promise<void> {
-  if (runAs.uid === undefined) return;
-  const target = path.resolve(dir);
-  const parts = target.split(path.sep).filter(Boolean);
-  let current: string = path.sep;
-  for (const part of ['', ...parts]) {
-    current = part ? path.join(current, part) : current;
-    const stat = await fs.stat(current);
-    if (stat.uid === runAs.uid || (stat.mode & 0o001) !== 0) continue;
-    await fs.chmod(current, (stat.mode & 0o7777) | 0o001);
-    log.warn(
-      { dir: current, data_dir: target },
-      'embedded: as root, Postgres runs as user "postgres"; added o+x (search only) to a parent directory so it can reach the data directory',
-    );
-  }
-}
-
-async function readOrCreatePassword(homeDir: string): Promise<string> {
-  const file = path.join(homeDir, 'password');
-  const existing = await fs.readFile(file, 'utf8').catch(() => undefined);
-  if (existing?.trim()) return existing.trim();
-  const password = randomBytes(18).toString('base64url');
-  await fs.writeFile(file, `${password}\n`, { mode: 0o600 });
-  return password;
-}
-
-async function initialise(bin: Binaries, dataDir: string, password: string, runAs: RunAs, log: Logger): Promise<void> {
+async function initialise(bin: Binaries, location: ClusterLocation, password: string, runAs: RunAs, log: Logger): Promise<void> {
+  const { dataDir } = location;
+  const parent = path.dirname(dataDir);
   log.info({ data_dir: dataDir }, 'embedded: initialising a new Postgres data directory');
-  await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
-  if (runAs.uid !== undefined) await fs.chown(dataDir, runAs.uid, runAs.gid ?? runAs.uid);
-  const pwfile = path.join(os.tmpdir(), `sluice-pw-${randomBytes(6).toString('hex')}`);
-  await fs.writeFile(pwfile, `${password}\n`, { mode: 0o600 });
-  if (runAs.uid !== undefined) await fs.chown(pwfile, runAs.uid, runAs.gid ?? runAs.uid);
+  if (runAs.uid !== undefined && location.linked) {
+    for (const dir of [ROOT_STATE_DIR, path.dirname(parent), parent]) await ensureOwnFolder(dir, 0o755);
+  }
+  const leftover = await fs.readdir(dataDir).catch(() => undefined);
+  if (leftover && leftover.length > 0) {
+    throw new SluiceError('embedded_not_a_cluster', `${dataDir} exists, is not empty and holds no Postgres cluster (no PG_VERSION). Move it away.`);
+  }
+  if (leftover) await fs.rmdir(dataDir);
+  // Leftovers of an initialiser that was killed: only the lock holder initialises, so they are garbage.
+  const prefix = `${path.basename(dataDir)}.init-`;
+  for (const name of await fs.readdir(parent)) {
+    if (name.startsWith(prefix) || name.startsWith(PWFILE_PREFIX)) await fs.rm(path.join(parent, name), { recursive: true, force: true });
+  }
+  const tmp = path.join(parent, `${prefix}${process.pid}-${randomBytes(4).toString('hex')}`);
+  const pwfile = path.join(parent, `${PWFILE_PREFIX}${randomBytes(6).toString('hex')}`);
   try {
-    await run(
+    await fs.mkdir(tmp, { mode: 0o700 });
+    await fs.writeFile(pwfile, `${password}\n`, { mode: 0o600 });
+    if (runAs.uid !== undefined) {
+      await fs.chown(tmp, runAs.uid, runAs.gid ?? runAs.uid);
+      await fs.chown(pwfile, runAs.uid, runAs.gid ?? runAs.uid);
+    }
+    await runProgram(
       bin.initdb,
-      [`--pgdata=${dataDir}`, '--auth=scram-sha-256', `--username=${EMBEDDED_USER}`, `--pwfile=${pwfile}`, '--encoding=UTF8', '--locale=C'],
+      [`--pgdata=${tmp}`, '--auth=scram-sha-256', `--username=${EMBEDDED_USER}`, `--pwfile=${pwfile}`, '--encoding=UTF8', '--locale=C'],
       runAs,
+      parent,
     );
+    await fs.appendFile(path.join(tmp, 'postgresql.conf'), EMBEDDED_POSTGRES_CONF);
+    await fs.rename(tmp, dataDir);
+  } catch (err) {
+    await fs.rm(tmp, { recursive: true, force: true });
+    throw err;
   } finally {
     await fs.unlink(pwfile).catch(() => undefined);
   }
-  await fs.appendFile(path.join(dataDir, 'postgresql.conf'), EMBEDDED_POSTGRES_CONF);
+  await linkIntoHome(location);
+}
+
+/** Wait out a postmaster of this directory that is starting or stopping; refuse to guess about one we cannot identify. */
+async function settledState(dataDir: string, password: string, log: Logger): Promise<Exclude<ServerState, { kind: 'busy' | 'unknown' }>> {
+  const deadline = Date.now() + BUSY_SERVER_TIMEOUT_MS;
+  let announced = false;
+  for (;;) {
+    const state = await inspectServer(dataDir, password);
+    if (state.kind === 'unknown') {
+      throw new SluiceError(
+        'embedded_pidfile_unverified',
+        `${pidFilePath(dataDir)} names pid ${state.pid}, which sluice cannot identify as this cluster's server or not (${state.reason}). ` +
+          `If pid ${state.pid} is not a Postgres server of ${dataDir}, remove the file: rm ${pidFilePath(dataDir)}`,
+      );
+    }
+    if (state.kind !== 'busy') return state;
+    if (Date.now() > deadline) {
+      throw new SluiceError(
+        'embedded_server_unresponsive',
+        `Postgres pid ${state.pid} runs on ${dataDir} but has not answered for ${BUSY_SERVER_TIMEOUT_MS / 1000} s (${state.reason}). ` +
+          `See ${path.join(dataDir, 'postgres.log')}; to stop it: kill -INT ${state.pid}`,
+      );
+    }
+    if (!announced) {
+      announced = true;
+      log.info({ pid: state.pid, reason: state.reason }, 'embedded: waiting for the server to finish starting or stopping');
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function startServer(bin: Binaries, dataDir: string, runAs: RunAs, log: Logger): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    try {
+      await runProgram(
+        bin.pg_ctl,
+        ['start', '-D', dataDir, '-l', path.join(dataDir, 'postgres.log'), '-w', '-t', '120', '-o', `-p ${port}`],
+        runAs,
+        path.dirname(dataDir),
+      );
+      log.debug({ port }, 'embedded: server started');
+      return port;
+    } catch (err) {
+      // The port may have been taken between probe and bind: try another one.
+      if (attempt >= 2) {
+        throw new SluiceError(
+          'embedded_start_failed',
+          `Could not start the embedded Postgres in ${dataDir}: ${(err as Error).message}. See ${path.join(dataDir, 'postgres.log')}.`,
+          { cause: err },
+        );
+      }
+    }
+  }
 }
 
 function urlFor(port: number, password: string, database: string): string {
@@ -213,12 +225,24 @@ async function ensureDatabase(port: number, password: string, database: string):
   await client.connect();
   try {
     const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
-    if (!rowCount) await client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}`).catch((err: { code?: string }) => {
-      if (err.code !== '42P04') throw err; // created concurrently by another sluice command
-    });
+    if (!rowCount) await client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}`);
   } finally {
     await client.end();
   }
+}
+
+/** Under the home lock: drop our lease; stop the server if no live command holds one. */
+async function leaveLocked(home: Home, lease: OwnLease, dataDir: string, password: string, bin: Binaries, runAs: RunAs, log: Logger): Promise<EmbeddedStopOutcome> {
+  await lease.remove();
+  const others = await liveLeases(home.usersDir);
+  if (others.length > 0) {
+    log.debug({ others: others.map((l) => l.pid) }, 'embedded: leaving the server running for other commands');
+    return { stopped: false, others };
+  }
+  const state = await inspectServer(dataDir, password);
+  if (state.kind !== 'running' && state.kind !== 'busy') return { stopped: false, others };
+  await runProgram(bin.pg_ctl, ['stop', '-D', dataDir, '-m', 'fast', '-w', '-t', '60'], runAs, path.dirname(dataDir));
+  return { stopped: true, others };
 }
 
 export interface StartEmbeddedOptions {
@@ -229,72 +253,98 @@ export interface StartEmbeddedOptions {
 
 /** Start (or join) the embedded server under `homeDir` and return its connection string. */
 export async function startEmbeddedServer(options: StartEmbeddedOptions): Promise<EmbeddedServer> {
-  const { homeDir, log } = options;
+  const { log } = options;
+  const home = homePaths(path.resolve(options.homeDir));
   const database = options.database ?? EMBEDDED_DATABASE;
-  const dataDir = path.join(homeDir, 'pgdata');
-  const ownerFile = path.join(homeDir, 'owner.pid');
-  await fs.mkdir(homeDir, { recursive: true, mode: 0o711 });
-  const [bin, runAs] = await Promise.all([loadBinaries(), resolveRunAs(log)]);
-  await ensureTraversable(homeDir, runAs, log);
-  const password = await readOrCreatePassword(homeDir);
-  if (!existsSync(path.join(dataDir, 'PG_VERSION'))) await initialise(bin, dataDir, password, runAs, log);
+  await fs.mkdir(home.homeDir, { recursive: true, mode: 0o700 });
+  const runAs = await resolveRunAs(log);
+  const bin = await loadBinaries(runAs, log);
 
-  let port: number;
-  let owned: boolean;
-  const running = await runningServer(dataDir);
-  if (running) {
-    port = running.port;
-    const ownerPid = Number.parseInt((await fs.readFile(ownerFile, 'utf8').catch(() => '')).trim(), 10);
-    owned = !(Number.isInteger(ownerPid) && ownerPid !== process.pid && isAlive(ownerPid));
-    log.debug({ port, owned }, 'embedded: joining the running server');
-  } else {
-    const start = await startServer(bin, dataDir, runAs, log);
-    port = start.port;
-    // Lost a start race: another sluice command started it and owns it.
-    owned = start.started;
-  }
-  if (owned) await fs.writeFile(ownerFile, `${process.pid}\n`);
-  await ensureDatabase(port, password, database);
+  const joined = await withHomeLock(home.lockFile, { log, purpose: 'starting or joining the embedded server' }, async () => {
+    const location = await locateCluster(home.homeDir, runAs);
+    const clusterExists = existsSync(path.join(location.dataDir, 'PG_VERSION'));
+    const password = await readOrCreatePassword(home.homeDir, clusterExists);
+    if (!clusterExists) await initialise(bin, location, password, runAs, log);
+    else await linkIntoHome(location);
+    const dataDir = await fs.realpath(location.dataDir);
 
-  const url = urlFor(port, password, database);
-  let stopped = false;
+    const state = await settledState(dataDir, password, log);
+    let port: number;
+    let started: boolean;
+    if (state.kind === 'running') {
+      port = state.port;
+      started = false;
+      log.debug({ port }, 'embedded: joining the running server');
+    } else {
+      if (state.kind === 'stale' && isAlive(state.pid)) {
+        // Postgres itself refuses to start while the pid in its lock file is alive; the pid is provably someone else.
+        // (A dead pid we leave to Postgres: it then also checks no orphaned backend still uses the old shared memory.)
+        log.warn({ pid: state.pid, reason: state.reason }, 'embedded: removing a stale postmaster.pid naming another live process');
+        await fs.unlink(pidFilePath(dataDir)).catch(() => undefined);
+      }
+      port = await startServer(bin, dataDir, runAs, log);
+      started = true;
+    }
+    const lease = await registerLease(home.usersDir);
+    try {
+      await ensureDatabase(port, password, database);
+      const postmaster = await readPostmasterPid(dataDir);
+      return { location, dataDir, password, port, started, lease, postmasterPid: postmaster?.pid ?? Number.NaN };
+    } catch (err) {
+      await leaveLocked(home, lease, dataDir, password, bin, runAs, log).catch(() => undefined);
+      throw err;
+    }
+  });
+
+  const { location, dataDir, password, port, started, lease, postmasterPid } = joined;
+  const lostListeners: Array<(reason: string) => void> = [];
+  let lostReason: string | undefined;
+  let leaving = false;
+  const watch = setInterval(() => {
+    void readPostmasterPid(dataDir).then((file) => {
+      if (leaving || lostReason !== undefined) return;
+      if (file?.pid === postmasterPid && isAlive(postmasterPid)) return;
+      lostReason = `its postmaster (pid ${postmasterPid}) is gone`;
+      clearInterval(watch);
+      void lease.remove(); // no server left to use: this command is no longer one of its users
+      for (const listener of lostListeners) listener(lostReason);
+    });
+  }, LOST_CHECK_INTERVAL_MS);
+  watch.unref();
+
+  let outcome: Promise<EmbeddedStopOutcome> | undefined;
   return {
-    url,
+    url: urlFor(port, password, database),
     displayUrl: `postgres://${EMBEDDED_USER}@127.0.0.1:${port}/${database}`,
     port,
-    dataDir,
-    owned,
-    async stop() {
-      if (stopped || !owned) return;
-      stopped = true;
-      try {
-        await run(bin.pg_ctl, ['stop', '-D', dataDir, '-m', 'fast', '-w', '-t', '60'], runAs);
-      } finally {
-        const current = (await fs.readFile(ownerFile, 'utf8').catch(() => '')).trim();
-        if (current === String(process.pid)) await fs.unlink(ownerFile).catch(() => undefined);
-      }
+    dataDir: location.homeLink,
+    clusterDir: dataDir,
+    started,
+    onLost(listener) {
+      if (lostReason !== undefined) listener(lostReason);
+      else lostListeners.push(listener);
+    },
+    stop() {
+      leaving = true;
+      clearInterval(watch);
+      outcome ??= withHomeLock(home.lockFile, { log, purpose: 'leaving the embedded server' }, () =>
+        leaveLocked(home, lease, dataDir, password, bin, runAs, log),
+      );
+      return outcome;
     },
   };
 }
 
-async function startServer(bin: Binaries, dataDir: string, runAs: RunAs, log: Logger): Promise<{ port: number; started: boolean }> {
-  for (let attempt = 0; ; attempt++) {
-    const port = await freePort();
-    try {
-      await run(bin.pg_ctl, ['start', '-D', dataDir, '-l', path.join(dataDir, 'postgres.log'), '-w', '-t', '60', '-o', `-p ${port}`], runAs);
-      log.debug({ port }, 'embedded: server started');
-      return { port, started: true };
-    } catch (err) {
-      // Another sluice command may have started it meanwhile, or the port was taken between probe and bind.
-      const running = await runningServer(dataDir);
-      if (running) return { port: running.port, started: false };
-      if (attempt >= 2) {
-        throw new SluiceError(
-          'embedded_start_failed',
-          `Could not start the embedded Postgres in ${dataDir}: ${(err as Error).message}. See ${path.join(dataDir, 'postgres.log')}.`,
-          { cause: err },
-        );
-      }
+/** Remove an embedded home and, as root, the cluster it links to (for tests and clean-up scripts). */
+export async function removeEmbeddedHome(homeDir: string): Promise<void> {
+  const link = path.join(homeDir, 'pgdata');
+  const stat = await fs.lstat(link).catch(() => undefined);
+  if (stat?.isSymbolicLink()) {
+    const target = path.resolve(homeDir, await fs.readlink(link));
+    // The cluster's own folder (…/clusters/<name>/), which sluice created for this home.
+    if (path.basename(target) === 'pgdata' && path.dirname(path.dirname(target)) === path.join(ROOT_STATE_DIR, 'clusters')) {
+      await fs.rm(path.dirname(target), { recursive: true, force: true });
     }
   }
+  await fs.rm(homeDir, { recursive: true, force: true });
 }

@@ -8,7 +8,7 @@ import { migrate as runSqlMigrations } from 'postgres-migrations';
 import { runMigrations as runWorkerMigrations } from 'graphile-worker';
 import type { Logger } from '../logger.js';
 import { MIGRATIONS_DIR } from '../paths.js';
-import { toGraphileLogger } from '../worker/graphile-logger.js';
+import { toGraphileLogger } from '../graphile-logger.js';
 
 // postgres-migrations keeps its ledger in an unqualified `migrations` table;
 // creating it in schema sluice first keeps it out of the app's namespace.

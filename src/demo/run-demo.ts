@@ -5,6 +5,7 @@
  * durable, then report what happened — and check it: the exit code is
  * non-zero when a count does not add up.
  */
+import { sluiceTaskList } from '../../tasks/index.js';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { SluiceConfig } from '../config.js';
@@ -12,7 +13,8 @@ import type { Logger } from '../logger.js';
 import { applicationName } from '../db/connections.js';
 import { planConnections } from '../db/budget.js';
 import { migrateDatabase } from '../db/migrate.js';
-import { sleep } from '../errors.js';
+import { ConnectionSampler } from '../db/connection-sampler.js';
+import { sleep } from '../timing.js';
 import { createIngestor } from '../ingest/create-ingestor.js';
 import { runWorker } from '../worker/run-worker.js';
 import { generateEvents } from '../workload/event-generator.js';
@@ -84,17 +86,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const startedAt = (await observer.query<{ now: Date }>('SELECT now()')).rows[0]?.now ?? new Date();
 
   phase('starting a worker');
-  const worker = await runWorker({ config, connectionString, log });
-  let peakConnections = 0;
-  let sampling = true;
-  const sampler = (async () => {
-    const sampleSql = `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE $1`;
-    while (sampling) {
-      const { rows } = await observer.query<{ n: number }>(sampleSql, [`sluice/${worker.id}/%`]);
-      peakConnections = Math.max(peakConnections, rows[0]?.n ?? 0);
-      await sleep(50);
-    }
-  })();
+  const worker = await runWorker({ config, connectionString, log, tasks: sluiceTaskList });
+  const sampler = new ConnectionSampler(observer, worker.id, 50);
 
   try {
     const now = Date.now();
@@ -170,6 +163,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     for (const { reason } of invalid) {
       if (!rejects.some((r) => r.reason === reason)) problems.push(`expected a reject with reason ${reason}`);
     }
+    const peakConnections = sampler.peak;
     if (peakConnections > config.maxConnections) problems.push(`peak connections ${peakConnections} exceeded the budget ${config.maxConnections}`);
 
     return {
@@ -194,8 +188,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       problems,
     };
   } finally {
-    sampling = false;
-    await sampler.catch(() => undefined);
+    await sampler.stop().catch(() => undefined);
     phase('stopping the worker');
     await worker.stop('demo finished');
     await observer.end();

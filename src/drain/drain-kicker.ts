@@ -5,19 +5,29 @@
  * running and exactly one follow-up is queued, so rows committed before the
  * kick are always seen by a drain that starts after it.
  *
+ * Kicks keep the run_at of a waiting job (add_jobs' job_key_preserve_run_at):
+ * a drain held after a failure it cannot classify re-queues itself for when the
+ * hold ends, and a flush must not pull it forward (see drain/drain-backoff.ts).
+ *
  * Kicks are throttled per stream (leading + trailing edge), so a flush every
  * millisecond still costs at most one add_jobs call per interval, and the
  * last flush is always followed by a kick.
  */
 import type { Logger } from '../logger.js';
 
+/**
+ * A judgement, not measured: at most ten add_jobs calls a second per stream,
+ * while a drain already running picks up new rows without a kick (it lingers,
+ * see drain-loop.ts) — the kick only matters for an idle stream.
+ */
 export const KICK_MIN_INTERVAL_MS = 100;
 
-export const KICK_DRAINS_SQL = `
-SELECT count(*)::int AS jobs FROM graphile_worker.add_jobs(ARRAY(
-  SELECT ROW('sluice_drain', json_build_object('stream', $1::text, 'slot', s), NULL, NULL, 5,
-             'sluice_drain:' || $1::text || ':' || s, NULL, NULL)::graphile_worker.job_spec
-    FROM generate_series(0, $2::int - 1) AS s))`;
+/**
+ * Through sluice.kick_drains (migrations/00014, SECURITY DEFINER): the same
+ * add_jobs call, which also works for a producer role that has no access to
+ * graphile_worker's tables (the TypeScript client kicks after its flushes).
+ */
+export const KICK_DRAINS_SQL = `SELECT sluice.kick_drains($1::text, $2::int) AS jobs`;
 
 export type Execute = (text: string, values: unknown[]) => Promise<unknown>;
 

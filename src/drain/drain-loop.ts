@@ -7,9 +7,11 @@
  */
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
-import { backoffMs, SQLSTATE, sleep, sqlState } from '../errors.js';
+import { SQLSTATE, sqlState } from '../errors.js';
+import { backoffMs, sleep } from '../timing.js';
 import type { StreamDefinition } from '../streams/registry.js';
 import { drainBatch } from './drain-batch.js';
+import { resetStagingIfEmpty, vacuumStagingIfDue } from './staging-upkeep.js';
 
 export interface DrainRunOptions {
   readonly stream: StreamDefinition;
@@ -28,6 +30,8 @@ export interface DrainRunResult {
   readonly inserted: number;
   readonly duplicates: number;
   readonly rejected: number;
+  /** Rows the durable table refused (moved to sluice.rejects, reason drain_refused). */
+  readonly refused: number;
   readonly partitionsCreated: number;
   readonly maxLagMs: number;
   readonly durationMs: number;
@@ -36,7 +40,14 @@ export interface DrainRunResult {
 }
 
 const MIN_BATCH_ROWS = 100;
-/** After a batch at least this full (but short), pause LINGER_MS and drain again instead of exiting. */
+/**
+ * After a batch at least this full (but short), pause LINGER_MS and drain
+ * again instead of exiting: under steady load the next flush lands within
+ * the pause, and the drain does not idle until the next kick. Set while
+ * profiling `sluice bench` (commit "Tuning from bench profiles"); no other
+ * values were measured, so both are judgements: a tenth of a batch is
+ * "rows are still arriving", 20 ms is under the 50 ms default --flush-age-ms.
+ */
 const LINGER_FRACTION = 0.1;
 const LINGER_MS = 20;
 const MAX_TIMEOUTS_IN_A_ROW = 5;
@@ -45,7 +56,7 @@ export async function drainUntilEmpty(getClient: () => Promise<pg.ClientBase>, o
   const started = Date.now();
   let batchRows = options.batchRows;
   let timeoutsInARow = 0;
-  const totals = { batches: 0, moved: 0, inserted: 0, rejected: 0, partitionsCreated: 0, maxLagMs: 0 };
+  const totals = { batches: 0, moved: 0, inserted: 0, rejected: 0, refused: 0, partitionsCreated: 0, maxLagMs: 0 };
   let more = false;
   for (;;) {
     if (options.signal?.aborted) {
@@ -73,11 +84,26 @@ export async function drainUntilEmpty(getClient: () => Promise<pg.ClientBase>, o
     totals.moved += result.moved;
     totals.inserted += result.inserted;
     totals.rejected += result.rejected;
+    totals.refused += result.refused;
     totals.partitionsCreated += result.partitionsCreated;
     totals.maxLagMs = Math.max(totals.maxLagMs, result.maxLagMs);
-    if (result.partitionsCreated > 0 || result.rejected > 0 || result.moved >= batchRows) continue;
+    if (result.moved > 0) {
+      await vacuumStagingIfDue(await getClient(), options.stream.name, result.moved).catch((err: Error) =>
+        options.log.warn({ stream: options.stream.name, err: err.message }, 'drain: could not vacuum staging'),
+      );
+    }
+    if (result.partitionsCreated > 0 || result.rejected > 0 || result.refused > 0 || result.moved >= batchRows) continue;
     // A short batch. Under sustained load rows keep arriving: pause briefly and go
     // on rather than idling until the next kick. Near-empty: stop, a kick wakes us.
+    if (result.moved === 0) {
+      // Empty: if staging's heap has grown, hand it back (staging-upkeep.ts; skipped if anyone uses staging).
+      const reset = await resetStagingIfEmpty(await getClient(), options.stream.name).catch((err: Error) => {
+        options.log.warn({ stream: options.stream.name, err: err.message }, 'drain: could not reset the empty staging table');
+        return 'failed' as const;
+      });
+      if (reset === 'truncated') options.log.info({ stream: options.stream.name }, 'drain: staging was empty and bloated: truncated it');
+      break;
+    }
     if (result.moved < batchRows * LINGER_FRACTION) break;
     await sleep(LINGER_MS, options.signal);
   }
@@ -87,7 +113,7 @@ export async function drainUntilEmpty(getClient: () => Promise<pg.ClientBase>, o
     durationMs: Date.now() - started,
     more,
   };
-  if (run.moved > 0 || run.rejected > 0) {
+  if (run.moved > 0 || run.rejected > 0 || run.refused > 0) {
     options.log.info(
       {
         stream: options.stream.name,
@@ -97,6 +123,7 @@ export async function drainUntilEmpty(getClient: () => Promise<pg.ClientBase>, o
         inserted: run.inserted,
         duplicates: run.duplicates,
         rejected: run.rejected,
+        refused: run.refused,
         partitions_created: run.partitionsCreated,
         max_lag_ms: run.maxLagMs,
         duration_ms: run.durationMs,

@@ -8,10 +8,7 @@ import { stagingTable } from '../streams/names.js';
 import { listStreams } from '../streams/registry.js';
 import type { DrainKicker } from './drain-kicker.js';
 
-const PRUNE_DRAIN_STATS = `DELETE FROM sluice.drain_stats WHERE bucket < now() - interval '1 day'`;
-
 export async function sweepStagedStreams(db: pg.Pool | pg.ClientBase, kicker: DrainKicker): Promise<string[]> {
-  await db.query(PRUNE_DRAIN_STATS);
   const kicked: string[] = [];
   for (const stream of await listStreams(db)) {
     const { rowCount } = await db.query(`SELECT 1 FROM ${stagingTable(stream.name)} LIMIT 1`);

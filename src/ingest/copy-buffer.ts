@@ -34,6 +34,13 @@ export class CopyBuffer {
     return written;
   }
 
+  /** Drop the bytes (the batch is written): a committed batch waiting for its durable ack keeps only its keys. */
+  release(): void {
+    this.buffer = Buffer.alloc(0);
+    this.used = 0;
+    this.lineEnds.length = 0;
+  }
+
   private start(i: number): number {
     return i === 0 ? 0 : (this.lineEnds[i - 1] as number);
   }

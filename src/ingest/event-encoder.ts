@@ -3,18 +3,20 @@
  *   event_id \t occurred_at \t <declared columns…> \t payload \n
  * An event is an object with `event_id` (UUID), `occurred_at` (RFC 3339 with
  * a zone, or epoch ms), the stream's declared columns as top-level keys, and
- * any other keys, which go to `payload` (jsonb) — the JSONB-for-the-long-tail
- * discipline of seed 004.
+ * any other keys, which go to `payload` (jsonb): declared columns for what is
+ * queried often, JSONB for the long tail.
  */
 import { randomUUID } from 'node:crypto';
-import { COPY_NULL, escapeCopyText } from './copy-text.js';
-import { encoderFor, InvalidValue, jsonProblem, type Encoder } from '../streams/column-types.js';
+import { COPY_NULL, escapeCopyText } from '../codec/copy-text.js';
+import { encoderFor, InvalidValue, jsonProblem, type Encoder } from '../codec/column-types.js';
 import type { StreamDefinition } from '../streams/registry.js';
-import { parseTimestamp, utcMonthStart } from './timestamps.js';
+import { parseTimestamp, utcMonthStart } from '../codec/timestamps.js';
+import { ExactNumber, stringifyJson, toPlainNumber } from '../codec/exact-json.js';
 
 /** Machine-readable reasons stored in sluice.rejects.reason. */
 export const REJECT_REASONS = [
   'invalid_json',
+  'invalid_utf8',
   'not_an_object',
   'missing_event_id',
   'invalid_event_id',
@@ -26,6 +28,9 @@ export const REJECT_REASONS = [
   'event_too_large',
   'copy_rejected',
   'no_partition',
+  'drain_refused',
+  // a replayed reject whose raw input was kept only as an excerpt (too long to keep whole)
+  'raw_truncated',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
@@ -49,7 +54,6 @@ export function isUuid(s: string): boolean {
   }
   return true;
 }
-const WINDOW_REFRESH_MS = 60_000;
 
 interface ColumnEncoder {
   readonly name: string;
@@ -57,12 +61,21 @@ interface ColumnEncoder {
   readonly encode: Encoder;
 }
 
+/** Where encode() appends each accepted event's key (a Batch is one). */
+export interface KeySink {
+  readonly eventIds: string[];
+  readonly occurredAts: string[];
+}
+
 export class EventEncoder {
   private readonly known: Set<string>;
   private readonly columns: readonly ColumnEncoder[];
+  /** Characters the envelope and column keys add to an event's JSON ("key": and commas). */
+  private readonly keyChars: number;
   private windowLo = 0;
   private windowHi = 0;
-  private windowCheckedAt = -Infinity;
+  /** The window moves only when a UTC month begins: it holds until then. */
+  private windowValidUntil = -Infinity;
 
   constructor(
     readonly stream: StreamDefinition,
@@ -70,6 +83,7 @@ export class EventEncoder {
   ) {
     this.columns = stream.columns.map((c) => ({ name: c.name, type: c.type, encode: encoderFor(c.type) }));
     this.known = new Set(['event_id', 'occurred_at', ...stream.columns.map((c) => c.name)]);
+    this.keyChars = [...this.known].reduce((n, k) => n + k.length + 4, 2);
   }
 
   /** COPY column list, in line order. */
@@ -80,24 +94,30 @@ export class EventEncoder {
   /** [lo, hi) in epoch ms: months the stream accepts (mirrors sluice.stream_window). */
   window(): { lo: number; hi: number } {
     const now = this.now();
-    if (now - this.windowCheckedAt > WINDOW_REFRESH_MS) {
+    if (now >= this.windowValidUntil || now < this.windowValidUntil - 32 * 86_400_000) {
       let past = this.stream.maxPastMonths;
       if (this.stream.retentionMonths !== null) past = Math.min(past, this.stream.retentionMonths - 1);
       this.windowLo = utcMonthStart(now, -past);
       this.windowHi = utcMonthStart(now, this.stream.premakeMonths + 1);
-      this.windowCheckedAt = now;
+      this.windowValidUntil = utcMonthStart(now, 1);
     }
     return { lo: this.windowLo, hi: this.windowHi };
   }
 
-  /** The encoded COPY line, or the Rejection saying why the event cannot be taken. */
-  encode(event: unknown): string | Rejection {
+  /**
+   * The encoded COPY line, or the Rejection saying why the event cannot be taken.
+   * `raw`: the event's text as the producer sent it, when known (its size is what
+   * max_event_bytes limits). `keys`: where to append the event's (event_id,
+   * occurred_at) as encoded, for the durable ack.
+   */
+  encode(event: unknown, raw?: string, keys?: KeySink): string | Rejection {
     if (event === null || typeof event !== 'object' || Array.isArray(event)) {
       return new Rejection('not_an_object', `an event must be a JSON object, got ${event === null ? 'null' : Array.isArray(event) ? 'an array' : typeof event}`);
     }
     const record = event as Record<string, unknown>;
 
-    let eventId = record.event_id;
+    // Own properties only: an absent key must not read Object.prototype (a column named `constructor`).
+    let eventId = Object.hasOwn(record, 'event_id') ? record.event_id : undefined;
     if (eventId === undefined || eventId === null) {
       if (this.stream.requireEventId) {
         return new Rejection('missing_event_id', `event_id is required by stream ${this.stream.name} (a UUID the producer reuses on retry)`);
@@ -107,7 +127,7 @@ export class EventEncoder {
       return new Rejection('invalid_event_id', `event_id must be a UUID string, got ${describe(eventId)}`);
     }
 
-    const rawOccurredAt = record.occurred_at;
+    const rawOccurredAt = Object.hasOwn(record, 'occurred_at') ? toPlainNumber(record.occurred_at) : undefined;
     if (rawOccurredAt === undefined || rawOccurredAt === null) {
       return new Rejection('missing_occurred_at', 'occurred_at is required (RFC 3339 with a zone, or epoch milliseconds)');
     }
@@ -124,7 +144,7 @@ export class EventEncoder {
 
     let line = `${eventId}\t${occurredAt.text}\t`;
     for (const column of this.columns) {
-      const value = record[column.name];
+      const value = Object.hasOwn(record, column.name) ? record[column.name] : undefined;
       if (value === undefined || value === null) {
         line += `${COPY_NULL}\t`;
         continue;
@@ -145,7 +165,8 @@ export class EventEncoder {
     try {
       for (const key in record) {
         if (this.known.has(key) || !Object.hasOwn(record, key)) continue;
-        const member = JSON.stringify(record[key]);
+        // Exact for numbers a double would change (ExactNumber) and for bigints; JSON.stringify otherwise.
+        const member = stringifyJson(record[key]);
         if (member === undefined) continue; // undefined, functions, symbols: JSON drops them too
         payload += `${payload === '' ? '{' : ','}${JSON.stringify(key)}:${member}`;
       }
@@ -161,33 +182,37 @@ export class EventEncoder {
       line += `${escapeCopyText(payload)}\n`;
     }
 
-    // Cheap upper bound first: a UTF-16 code unit is at most 3 UTF-8 bytes.
-    if (line.length * 3 > this.stream.maxEventBytes) {
-      const bytes = Buffer.byteLength(line);
-      if (bytes > this.stream.maxEventBytes) {
-        return new Rejection('event_too_large', `event is ${bytes} bytes encoded; stream ${this.stream.name} allows ${this.stream.maxEventBytes}`);
-      }
-    }
+    const tooLarge = this.sizeProblem(record, line, raw);
+    if (tooLarge) return tooLarge;
+    keys?.eventIds.push(eventId as string);
+    keys?.occurredAts.push(occurredAt.text);
     return line;
+  }
+
+  /**
+   * max_event_bytes limits the event as the producer sent it: the UTF-8 bytes of
+   * its JSON (its raw text when known), not the escaped COPY line (a payload of
+   * backslashes doubles there). Measured only when a cheap bound says it might
+   * be over: the JSON of an event is at most 6 characters (a \u escape) per
+   * character of its COPY line plus its column keys, and a character at most 3 bytes.
+   */
+  private sizeProblem(record: Record<string, unknown>, line: string, raw: string | undefined): Rejection | undefined {
+    const limit = this.stream.maxEventBytes;
+    let bytes: number;
+    if (raw !== undefined) {
+      if (raw.length * 3 <= limit) return undefined;
+      bytes = Buffer.byteLength(raw);
+    } else {
+      if ((line.length * 6 + this.keyChars) * 3 <= limit) return undefined;
+      bytes = Buffer.byteLength(stringifyJson(record, { withinNumericLimits: false }) ?? '');
+    }
+    if (bytes <= limit) return undefined;
+    return new Rejection('event_too_large', `event is ${bytes} bytes of JSON; stream ${this.stream.name} allows ${limit} (max_event_bytes)`);
   }
 }
 
 function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (value instanceof ExactNumber) return `number ${value.text.slice(0, 40)}`;
   return value === null ? 'null' : Array.isArray(value) ? 'an array' : `${typeof value} ${String(value).slice(0, 40)}`;
-}
-
-/** Raw text of an input for sluice.rejects (bounded: a reject must not become the next outage). */
-export const MAX_REJECT_RAW_CHARS = 1 << 20;
-
-export function rawText(event: unknown, raw?: string): string {
-  let text = raw;
-  if (text === undefined) {
-    try {
-      text = JSON.stringify(event) ?? String(event);
-    } catch {
-      text = String(event);
-    }
-  }
-  return text.length > MAX_REJECT_RAW_CHARS ? `${text.slice(0, MAX_REJECT_RAW_CHARS)}…[truncated from ${text.length} chars]` : text;
 }

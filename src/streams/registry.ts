@@ -2,10 +2,12 @@
  * The stream registry (sluice.streams): read definitions, create and drop
  * streams through the SQL functions of migrations/00002.
  */
+import type { StreamSettings } from './stream-defaults.js';
+import { withTransaction } from '../db/transaction.js';
 import type pg from 'pg';
-import { SluiceError, sqlState } from '../errors.js';
+import { SluiceError, SQLSTATE, sqlState } from '../errors.js';
 import { assertColumnName, assertStreamName } from './names.js';
-import { canonicalColumnType, SUPPORTED_COLUMN_TYPES } from './column-types.js';
+import { canonicalColumnType, SUPPORTED_COLUMN_TYPES } from '../codec/column-types.js';
 import type { IndexSpec } from './index-spec.js';
 
 export type Queryable = pg.Pool | pg.ClientBase;
@@ -16,24 +18,24 @@ export interface ColumnDefinition {
   readonly type: string;
 }
 
-export interface StreamDefinition {
+/** A stream: its name and shape, and its settings (defaults in stream-defaults.ts). */
+export interface StreamDefinition extends StreamSettings {
   readonly name: string;
   readonly columns: readonly ColumnDefinition[];
   readonly indexes: ReadonlyArray<{ name: string; columns: string[]; predicate: string | null }>;
-  readonly premakeMonths: number;
-  readonly retentionMonths: number | null;
-  readonly retentionMode: 'detach' | 'drop';
-  readonly maxPastMonths: number;
-  readonly drainBatchRows: number;
-  readonly maxEventBytes: number;
-  readonly requireEventId: boolean;
   readonly createdAt: Date;
+  /**
+   * Changes with every change of the definition, and differs after a drop and
+   * re-create (migrations/00006): compare it to know whether a loaded
+   * definition is still current. A bigint, as text.
+   */
+  readonly version: string;
 }
 
 export interface StreamOptions {
   premakeMonths?: number;
   retentionMonths?: number;
-  retentionMode?: 'detach' | 'drop';
+  retentionMode?: StreamSettings['retentionMode'];
   maxPastMonths?: number;
   drainBatchRows?: number;
   maxEventBytes?: number;
@@ -48,7 +50,7 @@ export interface CreateStreamSpec extends StreamOptions {
 
 const SELECT_STREAMS = `
 SELECT name, columns, indexes, premake_months, retention_months, retention_mode, max_past_months,
-       drain_batch_rows, max_event_bytes, require_event_id, created_at
+       drain_batch_rows, max_event_bytes, require_event_id, created_at, version::text AS version
   FROM sluice.streams`;
 
 interface StreamRow {
@@ -57,12 +59,13 @@ interface StreamRow {
   indexes: StreamDefinition['indexes'];
   premake_months: number;
   retention_months: number | null;
-  retention_mode: 'detach' | 'drop';
+  retention_mode: StreamSettings['retentionMode'];
   max_past_months: number;
   drain_batch_rows: number;
   max_event_bytes: number;
   require_event_id: boolean;
   created_at: Date;
+  version: string;
 }
 
 function fromRow(row: StreamRow): StreamDefinition {
@@ -78,6 +81,7 @@ function fromRow(row: StreamRow): StreamDefinition {
     maxEventBytes: row.max_event_bytes,
     requireEventId: row.require_event_id,
     createdAt: row.created_at,
+    version: row.version,
   });
 }
 
@@ -89,6 +93,27 @@ export async function listStreams(db: Queryable): Promise<StreamDefinition[]> {
 export async function getStream(db: Queryable, name: string): Promise<StreamDefinition | undefined> {
   const { rows } = await db.query<StreamRow>(`${SELECT_STREAMS} WHERE name = $1`, [name]);
   return rows[0] ? fromRow(rows[0]) : undefined;
+}
+
+/**
+ * How often holders of a loaded definition (a worker's IngestHub, the
+ * TypeScript client, `sluice ingest`) compare its version with sluice.streams:
+ * the bound on how long a changed, dropped or re-created stream's old
+ * definition stays in use. Events that arrive later than this after the change
+ * commits are validated and written with the new definition.
+ */
+export const STREAM_REFRESH_MS = 2_000;
+
+const SELECT_VERSIONS = `SELECT name, version::text AS version FROM sluice.streams WHERE name = ANY($1::text[])`;
+
+/**
+ * The current version of each named stream; a dropped stream is absent from
+ * the map. One small index-backed query, cheap enough to run every few seconds.
+ */
+export async function streamVersions(db: Queryable, names: readonly string[]): Promise<Map<string, string>> {
+  if (names.length === 0) return new Map();
+  const { rows } = await db.query<{ name: string; version: string }>(SELECT_VERSIONS, [names]);
+  return new Map(rows.map((r) => [r.name, r.version]));
 }
 
 export function unknownStreamError(name: string): SluiceError {
@@ -123,6 +148,7 @@ export function parseColumnSpec(spec: string): ColumnDefinition {
 }
 
 const CREATE_STREAM = 'SELECT sluice.create_stream($1::text, $2::jsonb, $3::jsonb)';
+const PREMAKE_PARTITIONS = 'SELECT sluice.premake_partitions($1::text)';
 const ADD_STREAM_INDEX = 'SELECT sluice.add_stream_index($1::text, $2::text[], $3::text) AS name';
 
 /** Create a stream and its declared indexes in one transaction. */
@@ -145,28 +171,39 @@ export async function createStream(client: pg.ClientBase, spec: CreateStreamSpec
     max_event_bytes: spec.maxEventBytes,
     require_event_id: spec.requireEventId,
   };
-  await client.query('BEGIN');
   try {
-    await client.query(CREATE_STREAM, [
-      spec.name,
-      JSON.stringify(columns.map((c) => ({ name: c.name, type: canonicalColumnType(c.type) }))),
-      JSON.stringify(options),
-    ]);
-    for (const index of spec.indexes ?? []) {
-      await client.query(ADD_STREAM_INDEX, [spec.name, index.columns, index.predicate ?? null]);
-    }
-    await client.query('COMMIT');
+    await withTransaction(client, async () => {
+      await client.query(CREATE_STREAM, [
+        spec.name,
+        JSON.stringify(columns.map((c) => ({ name: c.name, type: canonicalColumnType(c.type) }))),
+        JSON.stringify(options),
+      ]);
+      for (const index of spec.indexes ?? []) {
+        await client.query(ADD_STREAM_INDEX, [spec.name, index.columns, index.predicate ?? null]);
+      }
+      // The whole premake window from the start (create_stream makes last, this and next month).
+      await client.query(PREMAKE_PARTITIONS, [spec.name]);
+    });
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    if (sqlState(err) === '23505') throw new SluiceError('stream_exists', `stream ${JSON.stringify(spec.name)} already exists`, { cause: err });
-    if (sqlState(err) === '23514') throw new SluiceError('invalid_stream_option', `stream option out of range: ${(err as Error).message}`, { cause: err });
+    if (sqlState(err) === SQLSTATE.UNIQUE_VIOLATION) throw new SluiceError('stream_exists', `stream ${JSON.stringify(spec.name)} already exists`, { cause: err });
+    if (sqlState(err) === SQLSTATE.CHECK_VIOLATION) throw new SluiceError('invalid_stream_option', `stream option out of range: ${(err as Error).message}`, { cause: err });
     throw err;
   }
   return requireStream(client, spec.name);
 }
 
+const DROP_STREAM = 'SELECT sluice.drop_stream($1::text) AS dropped';
+/** A drain that runs while the stream is dropped can deadlock with the drop (40P01); the drop is one statement, safe to repeat. */
+const DROP_ATTEMPTS = 5;
+
 export async function dropStream(db: Queryable, name: string): Promise<boolean> {
   assertStreamName(name);
-  const { rows } = await db.query<{ dropped: boolean }>('SELECT sluice.drop_stream($1::text) AS dropped', [name]);
-  return rows[0]?.dropped === true;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const { rows } = await db.query<{ dropped: boolean }>(DROP_STREAM, [name]);
+      return rows[0]?.dropped === true;
+    } catch (err) {
+      if (sqlState(err) !== SQLSTATE.DEADLOCK_DETECTED || attempt >= DROP_ATTEMPTS) throw err;
+    }
+  }
 }

@@ -7,31 +7,40 @@
  * jobs complete when their rows are flushed; drains stop after the current
  * batch), flush what is buffered, deregister, close every connection.
  */
+import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { run, type Runner } from 'graphile-worker';
+import { run, type Runner, type WorkerEvents } from 'graphile-worker';
 import { DRAINERS_DEFAULT, type SluiceConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import { applicationName, ConnectionSet, createPool, DedicatedConnection } from '../db/connections.js';
 import { assertPlanFitsBudget, describePlan, planConnections, type ConnectionPlan } from '../db/budget.js';
 import { migrateDatabase } from '../db/migrate.js';
 import { DrainKicker } from '../drain/drain-kicker.js';
+import { listenForStagedRows } from '../sqlfront/staged-notifications.js';
 import { coerceError } from '../errors.js';
 import { CRONTAB_FILE } from '../paths.js';
-import { sluiceDrainTask } from '../../tasks/sluice_drain.js';
-import { sluiceIngestTask } from '../../tasks/sluice_ingest.js';
-import { sluiceRotatePartitionsTask } from '../../tasks/sluice_rotate_partitions.js';
-import type { WorkerContext } from './context.js';
-import { toGraphileLogger } from './graphile-logger.js';
+import type { TaskList } from 'graphile-worker';
+import type { WorkerContext, WorkerTaskList } from './context.js';
+import { toGraphileLogger } from '../graphile-logger.js';
 import { IngestHub } from './ingest-hub.js';
-import { deregisterWorker, heartbeat, registerWorker, type Registration } from './registry.js';
+import { recordOwnLockId } from './dead-workers.js';
+import { HeldJobs, releaseOrphanedLocks, type ReleasedOrphans } from './orphaned-locks.js';
+import { waitForDatabase } from './wait-for-database.js';
+import { poolNotice } from './pool-notice.js';
+import { HeartbeatLoop, logReleased } from './heartbeat-loop.js';
+import { deregisterWorker, registerWorker, type Registration } from './worker-registry.js';
 
 /** A drain statement that runs longer than this is cancelled and retried smaller. */
-const DRAIN_STATEMENT_TIMEOUT_MS = 60_000;
+export const DRAIN_STATEMENT_TIMEOUT_MS = 60_000;
 
 export interface RunWorkerOptions {
   readonly config: SluiceConfig;
   readonly connectionString: string;
   readonly log: Logger;
+  /** The tasks to run (sluice's own: `sluiceTaskList` from tasks/index.ts). */
+  readonly tasks: WorkerTaskList;
+  /** Crontab text instead of the packaged `crontab` file (tests run schedules every minute). */
+  readonly crontab?: string;
 }
 
 export interface WorkerHandle {
@@ -44,16 +53,20 @@ export interface WorkerHandle {
   stop(reason?: string): Promise<void>;
 }
 
-export async function runWorker({ config, connectionString, log: parentLog }: RunWorkerOptions): Promise<WorkerHandle> {
+export async function runWorker({ config, connectionString, log: parentLog, tasks, crontab }: RunWorkerOptions): Promise<WorkerHandle> {
   const workerId = config.workerId;
   const log = parentLog.child({ worker: workerId });
   const plan = planConnections(config);
   assertPlanFitsBudget(plan, config.maxConnections);
 
-  const pool = createPool(connectionString, applicationName(workerId, 'pool'), plan.pool, log);
+  // Under --budget-scope cluster every session carries the budget (`…/b<n>`), from the first one on: the
+  // claim other databases count is published before this worker's own check (see worker-registry.ts).
+  const claim = config.budgetScope === 'cluster' ? config.maxConnections : undefined;
+  const pool = createPool(connectionString, applicationName(workerId, 'pool', claim), plan.pool, log);
   const opened: ConnectionSet[] = [];
   let registered = false;
   try {
+    await waitForDatabase(pool, log);
     // On the worker's own pool: start-up stays inside the budget too.
     if (config.migrate) await migrateDatabase(pool, log);
     const registration = await withClient(pool, (client) =>
@@ -62,18 +75,20 @@ export async function runWorker({ config, connectionString, log: parentLog }: Ru
         budget: config.maxConnections,
         plan,
         reserve: config.reserve,
+        heartbeatMs: config.heartbeatMs,
         staleAfterMs: config.staleAfterMs,
+        scope: config.budgetScope,
       }),
     );
     registered = true;
     const flushers = new ConnectionSet(
-      Array.from({ length: config.flushers }, (_, i) => new DedicatedConnection(connectionString, applicationName(workerId, `flush-${i}`), log)),
+      Array.from({ length: config.flushers }, (_, i) => new DedicatedConnection(connectionString, applicationName(workerId, `flush-${i}`, claim), log)),
     );
     opened.push(flushers);
     const drainers = new ConnectionSet(
       Array.from(
         { length: config.drainers },
-        (_, i) => new DedicatedConnection(connectionString, applicationName(workerId, `drain-${i}`), log, DRAIN_STATEMENT_TIMEOUT_MS),
+        (_, i) => new DedicatedConnection(connectionString, applicationName(workerId, `drain-${i}`, claim), log, DRAIN_STATEMENT_TIMEOUT_MS),
       ),
     );
     opened.push(drainers);
@@ -86,19 +101,34 @@ export async function runWorker({ config, connectionString, log: parentLog }: Ru
     const ingest = new IngestHub({ pool, flushers, kicker, config, log, source: 'sql' });
     const ctx: WorkerContext = { workerId, config, log, pool, ingest, drainers, kicker, shutdownSignal: shutdown.signal };
 
+    // graphile-worker locks jobs under its pool's own id: record it with this registration, so live
+    // workers can release this worker's jobs once it is dead (see dead-workers.ts).
+    const events = new EventEmitter() as WorkerEvents;
+    // sluice.ingest() (the SQL front door) announces staged rows: kick their drains.
+    listenForStagedRows(events, (stream) => kicker.kick(stream), log);
+    let lockIdRecorded: Promise<void> | undefined;
+    let lockId: string | undefined;
+    const heldJobs = new HeldJobs();
+    heldJobs.follow(events);
+    events.on('pool:create', ({ workerPool }) => {
+      lockId = workerPool.id;
+      lockIdRecorded = recordOwnLockId(pool, workerId, workerPool.id).then(
+        (released) => logReleased(log, released),
+        (err: Error) => log.error({ err: err.message }, 'worker: could not record its job lock id; its jobs stay locked if it dies'),
+      );
+    });
+
+    // A pool below the job slots is planned (--pool-size): say so once, in place of graphile-worker's warning.
+    const notice = poolNotice(plan, config.maxConnections, config.tasksDir !== undefined);
+    if (notice) log[notice.level](notice.fields, notice.message);
     const runner: Runner = await run({
       pgPool: pool,
+      events,
       noHandleSignals: true,
-      logger: toGraphileLogger(log),
+      logger: toGraphileLogger(log, notice ? { plannedPool: { max: plan.pool, concurrency: config.concurrency } } : {}),
       concurrency: config.concurrency,
-      taskList: {
-        sluice_ingest: sluiceIngestTask(ctx),
-        // Without drain connections this worker does not take drain jobs (graphile-worker only
-        // fetches jobs of the tasks it knows); the crontab's sweep then runs on other workers.
-        ...(config.drainers > 0 ? { sluice_drain: sluiceDrainTask(ctx) } : {}),
-        sluice_rotate_partitions: sluiceRotatePartitionsTask(ctx),
-      },
-      crontab: readFileSync(CRONTAB_FILE, 'utf8'),
+      taskList: buildTaskList(tasks, ctx),
+      crontab: crontab ?? readFileSync(config.crontabFile ?? CRONTAB_FILE, 'utf8'),
       preset: {
         worker: {
           concurrentJobs: config.concurrency,
@@ -110,15 +140,31 @@ export async function runWorker({ config, connectionString, log: parentLog }: Ru
       },
     });
 
-    const heartbeatTimer = setInterval(() => {
-      void ingest
-        .stats()
-        .then((stats) => heartbeat(pool, workerId, { ingest: stats }))
-        .then((alive) => {
-          if (!alive) log.warn('worker: registry row vanished (pruned while paused?); budget no longer counted');
-        })
-        .catch((err: Error) => log.warn({ err: err.message }, 'worker: heartbeat failed'));
-    }, config.heartbeatMs);
+    await lockIdRecorded;
+    const addStartupJobs = async (when: 'startup' | 'reconnect'): Promise<void> => {
+      for (const [task, payload] of STARTUP_JOBS) {
+        if (task in tasks) await runner.addJob(task, payload, { jobKey: `${task}:${when}`, maxAttempts: 3 });
+      }
+    };
+    const heartbeats = new HeartbeatLoop({
+      pool,
+      workerId,
+      heartbeatMs: config.heartbeatMs,
+      staleAfterMs: config.staleAfterMs,
+      log,
+      stats: async () => ({ ingest: await ingest.stats() }),
+      onReconnect: () => addStartupJobs('reconnect'),
+      orphanSweepMs: config.staleAfterMs,
+      releaseOrphans: async () => {
+        if (lockId) logOrphansReleased(log, await releaseOrphanedLocks(pool, lockId, heldJobs.ids()), 'its jobs are runnable again');
+      },
+    });
+    // At start, not at the next heartbeat or schedule: free what dead workers hold locked, note a crash
+    // that emptied staging, premake what a new or changed stream lacks, and drain what a dead worker left
+    // staged (job keys keep several starting workers to one job each).
+    await heartbeats.recover().catch((err: Error) => log.warn({ err: err.message }, 'worker: start-up recovery check failed; retried at each heartbeat'));
+    await addStartupJobs('startup');
+    heartbeats.start();
 
     let stopping: Promise<void> | undefined;
     const stop = (reason = 'stop requested'): Promise<void> => {
@@ -129,7 +175,14 @@ export async function runWorker({ config, connectionString, log: parentLog }: Ru
         await runner.stop().catch((err: Error) => log.warn({ err: err.message }, 'worker: graphile-worker stop reported an error'));
         await ingest.close();
         await kicker.close();
-        clearInterval(heartbeatTimer);
+        await heartbeats.stop();
+        // The pool has stopped: a job still locked under its id is an orphan (a completion lost with its connection).
+        if (lockId) {
+          await releaseOrphanedLocks(pool, lockId, [], 0).then(
+            (released) => logOrphansReleased(log, released, 'released before exit'),
+            (err: Error) => log.warn({ err: err.message }, 'worker: could not release its orphaned job locks before exit'),
+          );
+        }
         await deregisterWorker(pool, workerId).catch((err: Error) => log.warn({ err: err.message }, 'worker: could not deregister'));
         await Promise.all([flushers.closeAll(), drainers.closeAll()]);
         await pool.end();
@@ -154,6 +207,8 @@ export async function runWorker({ config, connectionString, log: parentLog }: Ru
         budget: config.maxConnections,
         cluster_available: registration.capacity.available,
         live_workers_budget: registration.liveBudget,
+        budget_scope: config.budgetScope,
+        other_databases_budget: registration.elsewhereBudget,
         concurrency: config.concurrency,
       },
       'worker: started',
@@ -167,6 +222,14 @@ export async function runWorker({ config, connectionString, log: parentLog }: Ru
   }
 }
 
+function logOrphansReleased(log: Logger, released: ReleasedOrphans, what: string): void {
+  if (released.jobs === 0) return;
+  log.warn(
+    { jobs: released.jobs, job_queues: released.queues },
+    `worker: ${released.jobs} job(s) stayed locked by this worker after their completion or fetch was lost with a connection; ${what}`,
+  );
+}
+
 async function withClient<T>(pool: import('pg').Pool, fn: (client: import('pg').PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   try {
@@ -174,4 +237,20 @@ async function withClient<T>(pool: import('pg').Pool, fn: (client: import('pg').
   } finally {
     client.release();
   }
+}
+
+/** Maintenance a starting worker asks for at once (task identifier, payload); each runs on some worker. */
+const STARTUP_JOBS: ReadonlyArray<readonly [string, object]> = [
+  ['sluice_rotate_partitions', {}],
+  ['sluice_drain', { sweep: true }],
+];
+
+/** Without drain connections this worker leaves drain tasks to others (the crontab's sweep then runs there too). */
+function buildTaskList(tasks: WorkerTaskList, ctx: WorkerContext): TaskList {
+  const list: TaskList = {};
+  for (const [identifier, spec] of Object.entries(tasks)) {
+    if (spec.needsDrainers && ctx.config.drainers === 0) continue;
+    list[identifier] = spec.create(ctx);
+  }
+  return list;
 }

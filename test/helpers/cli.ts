@@ -19,6 +19,11 @@ export function cliEnv(extra: Record<string, string | undefined> = {}): NodeJS.P
     if (k === 'DATABASE_URL' || k.startsWith('SLUICE_') || k === 'TEST_DATABASE_URL') continue;
     env[k] = v;
   }
+  // Test files run in parallel, each in its own database of one shared server: under the default
+  // --budget-scope cluster each file's workers would count against every other file's, and the
+  // budget arithmetic of a test would depend on what else runs. Tests of the cluster-wide check
+  // (test/multi-worker.test.ts) pass SLUICE_BUDGET_SCOPE=cluster themselves.
+  env.SLUICE_BUDGET_SCOPE = 'database';
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
   return env;
 }
@@ -95,4 +100,25 @@ export async function runCli(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Off a terminal every stderr line of sluice is a JSON line (pino's keys: level, time, msg, …): parse them all (throws on a plain line). */
+export function stderrRecords(stderr: string): Array<Record<string, unknown> & { level: number; msg: string }> {
+  return stderr
+    .split('\n')
+    .filter((line) => line.length > 0)
+    .map((line) => {
+      try {
+        return JSON.parse(line) as Record<string, unknown> & { level: number; msg: string };
+      } catch {
+        throw new Error(`stderr line is not JSON: ${line}`);
+      }
+    });
+}
+
+/** The messages of a command's stderr JSON lines, one per line, for matching text. */
+export function stderrMessages(stderr: string): string {
+  return stderrRecords(stderr)
+    .map((r) => r.msg)
+    .join('\n');
 }

@@ -56,3 +56,21 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
   });
   return db;
 }
+
+/**
+ * Sessions of their own on a test database (a held lock, an open transaction, a
+ * second refresher): `connect(applicationName?)` opens one, all are ended after the file.
+ */
+export function sessionClients(db: TestDatabase, defaultApplicationName: string): (applicationName?: string) => Promise<pg.Client> {
+  const clients: pg.Client[] = [];
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+  });
+  return async (applicationName = defaultApplicationName) => {
+    const client = new pg.Client({ connectionString: db.url, application_name: applicationName });
+    client.on('error', () => undefined);
+    await client.connect();
+    clients.push(client);
+    return client;
+  };
+}

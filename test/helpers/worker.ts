@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { loadConfig, type ConfigFlags } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { runWorker, type WorkerHandle } from '../../src/worker/run-worker.js';
+import { sluiceTaskList } from '../../tasks/index.js';
 import type { TestDatabase } from './database.js';
 
 const running = new Set<WorkerHandle>();
@@ -14,11 +15,12 @@ export async function stopAllWorkers(): Promise<void> {
 
 export async function startWorker(db: TestDatabase, flags: ConfigFlags = {}): Promise<WorkerHandle> {
   const config = loadConfig(
-    { workerId: `test-${randomBytes(3).toString('hex')}`, migrate: false, ...flags },
+    // Scope 'database' unless a test asks for the cluster-wide check: see cliEnv in cli.ts.
+    { workerId: `test-${randomBytes(3).toString('hex')}`, migrate: false, budgetScope: 'database', ...flags },
     {},
     { logLevel: 'silent' },
   );
-  const worker = await runWorker({ config, connectionString: db.url, log: createLogger(config.logLevel) });
+  const worker = await runWorker({ config, connectionString: db.url, log: createLogger(config.logLevel), tasks: sluiceTaskList });
   running.add(worker);
   void worker.done.finally(() => running.delete(worker)).catch(() => undefined);
   return worker;

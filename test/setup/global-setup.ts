@@ -6,12 +6,12 @@
  * - SLUICE_TEST_DOCKER=1       → a throwaway container via testcontainers;
  * - otherwise                  → an embedded Postgres in a temporary directory.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedServer } from '../../src/db/embedded-server.js';
+import { removeEmbeddedHome, startEmbeddedServer } from '../../src/db/embedded-server.js';
 import { migrateDatabase } from '../../src/db/migrate.js';
 import { createLogger } from '../../src/logger.js';
 
@@ -51,7 +51,7 @@ export default async function setup(project: TestProject) {
     serverLabel = 'embedded';
     cleanups.push(async () => {
       await server.stop();
-      await rm(home, { recursive: true, force: true });
+      await removeEmbeddedHome(home); // as root, also its cluster under /var/lib/sluice
     });
   }
 

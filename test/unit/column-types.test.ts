@@ -6,15 +6,17 @@
  * canonicalColumnType maps common spellings to Postgres' names.
  */
 import { describe, expect, it } from 'vitest';
-import { decodeCopyLine } from '../../src/ingest/copy-text.js';
+import { decodeCopyLine } from '../../src/codec/copy-text.js';
 import {
   canonicalColumnType,
   checkText,
   encodeJson,
   encoderFor,
+  exactInteger,
   InvalidValue,
   SUPPORTED_COLUMN_TYPES,
-} from '../../src/streams/column-types.js';
+} from '../../src/codec/column-types.js';
+import { ExactNumber } from '../../src/codec/exact-json.js';
 
 function accepts(type: string, value: unknown): string {
   return encoderFor(type)(value);
@@ -173,10 +175,15 @@ describe('jsonb', () => {
   it('refuses values JSON cannot represent', () => {
     refuses('jsonb', undefined);
     refuses('jsonb', () => 1);
-    refuses('jsonb', 1n);
     const circular: Record<string, unknown> = {};
     circular.me = circular;
     refuses('jsonb', circular);
+    refuses('jsonb', { n: new ExactNumber('1e131072') }); // past Postgres numeric's range
+  });
+
+  it('writes bigints and exact numbers as their digits (JSON.stringify would throw or round)', () => {
+    expect(accepts('jsonb', 12345678901234567890n)).toBe('12345678901234567890');
+    expect(accepts('jsonb', { a: [new ExactNumber('1.0'), 9007199254740993n] })).toBe('{"a":[1.0,9007199254740993]}');
   });
 });
 
@@ -233,5 +240,65 @@ describe('canonicalColumnType', () => {
       expect(canonicalColumnType(t), t).toBeUndefined();
     }
     expect(() => encoderFor('bytea')).toThrow(/no encoder/);
+  });
+});
+
+describe('exact numbers (JSON tokens a double would change) and bigints', () => {
+  const x = (t: string) => new ExactNumber(t);
+
+  it('exactInteger reads integral tokens exactly and refuses fractions', () => {
+    expect(exactInteger('9007199254740993')).toBe(9007199254740993n);
+    expect(exactInteger('1.0')).toBe(1n);
+    expect(exactInteger('12e1')).toBe(120n);
+    expect(exactInteger('1200e-2')).toBe(12n);
+    expect(exactInteger('-0')).toBe(0n);
+    expect(exactInteger('0e99999999999')).toBe(0n);
+    expect(exactInteger('1.5')).toBeUndefined();
+    expect(exactInteger('1e-1')).toBeUndefined();
+    expect(exactInteger('1e400')).toBeUndefined(); // more digits than any integer column holds
+  });
+
+  it('integer types take exact tokens and bigints exactly, with exact range checks', () => {
+    expect(accepts('bigint', x('9007199254740993'))).toBe('9007199254740993');
+    expect(accepts('bigint', x('9223372036854775807'))).toBe('9223372036854775807');
+    expect(accepts('bigint', x('-9223372036854775808'))).toBe('-9223372036854775808');
+    expect(accepts('bigint', 9007199254740993n)).toBe('9007199254740993');
+    expect(accepts('integer', x('1.0'))).toBe('1');
+    expect(accepts('smallint', x('-0'))).toBe('0');
+    refuses('bigint', x('9223372036854775808'));
+    refuses('bigint', x('-9223372036854775809'));
+    refuses('bigint', 2n ** 63n);
+    refuses('integer', x('2147483648'));
+    refuses('integer', 2147483648n);
+    refuses('smallint', x('32768'));
+    refuses('bigint', x('1.5'));
+    refuses('bigint', x('1e400'));
+  });
+
+  it('numeric keeps the token as written, and refuses what overflows Postgres numeric', () => {
+    expect(accepts('numeric', x('12345678901234567890.5'))).toBe('12345678901234567890.5');
+    expect(accepts('numeric', x('1e400'))).toBe('1e400');
+    expect(accepts('numeric', x('1.50'))).toBe('1.50');
+    expect(accepts('numeric', 12345678901234567890n)).toBe('12345678901234567890');
+    refuses('numeric', x('1e131072'));
+    refuses('numeric', '1e-16384');
+  });
+
+  it('real and double precision take the token text, with the same range checks', () => {
+    expect(accepts('double precision', x('0.10000000000000000001'))).toBe('0.10000000000000000001');
+    expect(accepts('double precision', 12345678901234567890n)).toBe('12345678901234567890');
+    refuses('double precision', x('1e400'));
+    refuses('double precision', x('1e-400'));
+    refuses('real', x('1e39'));
+  });
+
+  it('text takes the number as written', () => {
+    expect(accepts('text', x('1.0'))).toBe('1.0');
+    expect(accepts('text', 12345678901234567890n)).toBe('12345678901234567890');
+  });
+
+  it('timestamps take exact epoch milliseconds', () => {
+    expect(accepts('timestamp with time zone', x('1.7e12'))).toBe(new Date(1.7e12).toISOString());
+    expect(accepts('timestamp with time zone', 1700000000000n)).toBe(new Date(1.7e12).toISOString());
   });
 });

@@ -4,7 +4,7 @@
  * were escaped (checked on hand-picked and on deterministic random strings).
  */
 import { describe, expect, it } from 'vitest';
-import { COPY_NULL, decodeCopyLine, escapeCopyText } from '../../src/ingest/copy-text.js';
+import { COPY_NULL, decodeCopyLine, escapeCopyText } from '../../src/codec/copy-text.js';
 import { prng } from '../../src/workload/event-generator.js';
 
 function encodeLine(fields: Array<string | null>): string {

@@ -5,9 +5,10 @@
  * Rejection reason. Lines are decoded back with decodeCopyLine to check them.
  */
 import { describe, expect, it } from 'vitest';
-import { decodeCopyLine } from '../../src/ingest/copy-text.js';
+import { decodeCopyLine } from '../../src/codec/copy-text.js';
 import { EventEncoder, REJECT_REASONS, Rejection, type RejectReason } from '../../src/ingest/event-encoder.js';
 import type { StreamDefinition } from '../../src/streams/registry.js';
+import { parseJsonExact } from '../../src/codec/exact-json.js';
 
 const NOW = Date.UTC(2026, 5, 15, 12, 0, 0); // 2026-06-15T12:00Z
 const ID = '3f2b8c1e-5a4d-4e6f-9a7b-1c2d3e4f5a6b';
@@ -31,6 +32,7 @@ function stream(overrides: Partial<StreamDefinition> = {}): StreamDefinition {
     maxEventBytes: 65536,
     requireEventId: true,
     createdAt: new Date(NOW),
+    version: '1',
     ...overrides,
   };
 }
@@ -110,6 +112,35 @@ describe('EventEncoder: valid events', () => {
     expect(f.user_id).toBeNull();
     expect(f.kind).toBeNull();
     expect(f.meta).toBeNull();
+  });
+
+  it('reads declared columns from own properties only: a column named constructor may be absent', () => {
+    // Object.prototype.constructor must not be taken for the value of an absent key (issue 12, bug 7).
+    const enc = encoder({ columns: [{ name: 'constructor', type: 'text' }, { name: 'n', type: 'bigint' }] });
+    const f = fields(enc, JSON.parse(`{"event_id":"${ID}","occurred_at":"${AT}","x":1}`));
+    expect(f.constructor).toBeNull();
+    expect(JSON.parse(f.payload as string)).toEqual({ x: 1 });
+    expect(fields(enc, { event_id: ID, occurred_at: AT, constructor: 'c' }).constructor).toBe('c');
+    // Nor event_id / occurred_at from a prototype.
+    const inherited = Object.create({ event_id: ID, occurred_at: AT }) as object;
+    rejection(enc, inherited, 'missing_event_id');
+  });
+
+  it('keeps exact numbers and bigints exactly, in columns and payload', () => {
+    const enc = encoder({ columns: [{ name: 'user_id', type: 'bigint' }, { name: 'amount', type: 'numeric' }] });
+    const event = parseJsonExact(
+      `{"event_id":"${ID}","occurred_at":"${AT}","user_id":9007199254740993,"amount":12345678901234567890.5,"big":12345678901234567890,"l":[1.0,-0,1e400],"n":2}`,
+    );
+    const f = fields(enc, event);
+    expect(f.user_id).toBe('9007199254740993');
+    expect(f.amount).toBe('12345678901234567890.5');
+    expect(f.payload).toBe('{"big":12345678901234567890,"l":[1.0,-0,1e400],"n":2}');
+    const fromTs = fields(enc, { event_id: ID, occurred_at: AT, user_id: 2n ** 62n, amount: 10n ** 30n, big: 2n ** 64n });
+    expect(fromTs.user_id).toBe((2n ** 62n).toString());
+    expect(fromTs.amount).toBe((10n ** 30n).toString());
+    expect(fromTs.payload).toBe(`{"big":${2n ** 64n}}`);
+    rejection(enc, { event_id: ID, occurred_at: AT, user_id: 2n ** 63n }, 'invalid_column_value');
+    rejection(enc, parseJsonExact(`{"event_id":"${ID}","occurred_at":"${AT}","x":1e131072}`), 'invalid_payload');
   });
 
   it('accepts epoch milliseconds for occurred_at and writes ISO text', () => {
@@ -220,7 +251,6 @@ describe('EventEncoder: rejections', () => {
     const enc = encoder();
     rejection(enc, { event_id: ID, occurred_at: AT, note: 'NUL \u0000 inside' }, 'invalid_payload');
     rejection(enc, { event_id: ID, occurred_at: AT, note: 'lone \ud800 surrogate' }, 'invalid_payload');
-    rejection(enc, { event_id: ID, occurred_at: AT, big: 10n }, 'invalid_payload');
     const circular: Record<string, unknown> = {};
     circular.self = circular;
     rejection(enc, { event_id: ID, occurred_at: AT, circular }, 'invalid_payload');
@@ -229,13 +259,30 @@ describe('EventEncoder: rejections', () => {
     expect(JSON.parse(ok.payload as string)).toEqual({ note: 'smile 😀 and \\u0000 as text' });
   });
 
-  it('event_too_large once the encoded UTF-8 line exceeds max_event_bytes, not before', () => {
+  it('event_too_large once the UTF-8 bytes of the event as sent exceed max_event_bytes, not before', () => {
     const event = { event_id: ID, occurred_at: AT, kind: 'é'.repeat(100), note: 'ü'.repeat(200) };
-    const bytes = Buffer.byteLength(line(encoder(), event));
+    const bytes = Buffer.byteLength(JSON.stringify(event));
     expect(bytes).toBeGreaterThan(600); // multibyte: more bytes than characters
     expect(line(encoder({ maxEventBytes: bytes }), event)).toBe(line(encoder(), event));
     const r = rejection(encoder({ maxEventBytes: bytes - 1 }), event, 'event_too_large');
     expect(r.message).toContain(String(bytes));
     expect(r.message).toContain(String(bytes - 1));
+  });
+
+  it('max_event_bytes measures the JSON as sent, not the escaped COPY line', () => {
+    // 20,000 backslashes: JSON escapes each (40,000 characters as sent); the COPY line doubles them again.
+    // Measured on the raw text when known (NDJSON), on the event's JSON otherwise.
+    const backslashes = { event_id: ID, occurred_at: AT, note: '\\'.repeat(20_000) };
+    const raw = JSON.stringify(backslashes);
+    const rawBytes = Buffer.byteLength(raw);
+    const copyBytes = Buffer.byteLength(line(encoder(), backslashes));
+    expect(copyBytes).toBeGreaterThan(rawBytes); // COPY escaping grows it
+    const limit = rawBytes + 10; // between the two sizes
+    expect(copyBytes).toBeGreaterThan(limit);
+    expect(typeof encoder({ maxEventBytes: limit }).encode(backslashes, raw)).toBe('string');
+    expect(typeof encoder({ maxEventBytes: limit }).encode(backslashes)).toBe('string');
+    // Just over the limit as sent: refused, and the message gives the size as sent.
+    const r = rejection(encoder({ maxEventBytes: rawBytes - 1 }), backslashes, 'event_too_large');
+    expect(r.message).toContain(`event is ${rawBytes} bytes of JSON`);
   });
 });

@@ -4,7 +4,7 @@
  * impossible calendar dates are refused. parseDate and utcMonthStart too.
  */
 import { describe, expect, it } from 'vitest';
-import { parseDate, parseTimestamp, utcMonthStart, type ParsedTimestamp } from '../../src/ingest/timestamps.js';
+import { parseDate, parseTimestamp, utcMonthStart, type ParsedTimestamp } from '../../src/codec/timestamps.js';
 import { prng } from '../../src/workload/event-generator.js';
 
 function parsed(value: unknown): ParsedTimestamp {

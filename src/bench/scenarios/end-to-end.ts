@@ -4,10 +4,10 @@
  * full-speed rate to report the staged→durable lag a live stream sees
  * (drained_at − received_at per row).
  */
-import { createIngestor } from '../../ingest/create-ingestor.js';
+import { openIngestor } from '../../ingest/create-ingestor.js';
 import { durableTable, stagingTable } from '../../streams/names.js';
 import { until, type BenchContext, type Workload } from '../bench-context.js';
-import { result, verify, type Scenario, type ScenarioResult } from '../scenario.js';
+import { verify, type Scenario, type ScenarioResult } from '../scenario.js';
 
 export interface WorkerPlan {
   readonly budget: number;
@@ -44,7 +44,7 @@ async function runEndToEnd(
     '--drainers', String(plan.drainers),
   ]);
   const sampler = ctx.sampleConnections(worker.id);
-  const ingestor = await createIngestor({ connectionString: ctx.url, stream: stream.name, ack: 'staged', drainSlots: plan.drainers, clientId: `bench-${id}-producer` });
+  const ingestor = await openIngestor({ connectionString: ctx.url, stream: stream.name, ack: 'staged', drainSlots: plan.drainers, clientId: `bench-${id}-producer` });
   const started = performance.now();
   if (ratePerSecond === undefined) {
     for (const json of workload.json) await ingestor.push(JSON.parse(json), json);

@@ -101,7 +101,7 @@ export function addJobScenario(eventsPerJob: number, settings: GraphileSettings,
     async run({ ctx, workload, jobWorkload }) {
       const source = eventsPerJob === 1 ? jobWorkload : workload;
       const stream = await ctx.freshStream(`addjob${eventsPerJob}`);
-      await ctx.query(`DELETE FROM graphile_worker._private_jobs`);
+      await ctx.query(`SELECT count(*) FROM graphile_worker.complete_jobs(ARRAY(SELECT id FROM graphile_worker.jobs))`);
       const payloads: unknown[] = [];
       for (let i = 0; i < source.events.length; i += eventsPerJob) {
         payloads.push({ stream: stream.name, events: source.events.slice(i, i + eventsPerJob) });

@@ -1,0 +1,104 @@
+/**
+ * Running drains on a worker's dedicated drain connections: for the
+ * `sluice_drain` task, and for ingest jobs that wait on a durable ack — those
+ * help drain their own stream instead of only waiting, so they cannot sit in
+ * every job slot while the drain jobs that would release them queue behind.
+ *
+ * A run that fails on an error the drain cannot classify holds its stream
+ * (see drain/drain-backoff.ts) instead of failing the job: graphile-worker's
+ * own retry delay would be undone by the next flush's kick.
+ */
+import { coerceError, isTransientError, sqlState } from '../errors.js';
+import { sleep } from '../timing.js';
+import type { Logger } from '../logger.js';
+import type { ConnectionSet } from '../db/connections.js';
+import { DrainBackoff } from './drain-backoff.js';
+import { drainUntilEmpty, type DrainRunResult } from './drain-loop.js';
+import { DURABLE_POLL_MS } from '../ingest/durable-tracker.js';
+import type { StreamDefinition } from '../streams/registry.js';
+
+/** What a drain run needs from the worker running it (a WorkerContext is one). */
+export interface DrainRunnerContext {
+  readonly workerId: string;
+  readonly config: { readonly drainBatchRows?: number | undefined };
+  readonly log: Logger;
+  readonly drainers: ConnectionSet;
+  readonly shutdownSignal: AbortSignal;
+}
+
+export type DrainOutcome =
+  | { readonly status: 'drained'; readonly run: DrainRunResult }
+  /** The stream is held after a failure it cannot classify: try again in `retryInMs`. */
+  | { readonly status: 'held'; readonly retryInMs: number }
+  /** `signal` aborted before a drain connection was free. */
+  | { readonly status: 'aborted' };
+
+const backoffs = new WeakMap<DrainRunnerContext, DrainBackoff>();
+
+/** The worker's per-stream drain backoff (shared by its drain jobs and durable-ack helpers). */
+export function drainBackoffOf(ctx: DrainRunnerContext): DrainBackoff {
+  let backoff = backoffs.get(ctx);
+  if (!backoff) backoffs.set(ctx, (backoff = new DrainBackoff()));
+  return backoff;
+}
+
+/** One drain run on a free drain connection (waits for one), unless the stream is held. */
+export async function drainWithWorkerConnection(
+  ctx: DrainRunnerContext,
+  stream: StreamDefinition,
+  options: { readonly maxMs: number; readonly signal: AbortSignal },
+): Promise<DrainOutcome> {
+  const backoff = drainBackoffOf(ctx);
+  if (backoff.remainingMs(stream.name) > 0) return { status: 'held', retryInMs: backoff.remainingMs(stream.name) };
+  const connection = await ctx.drainers.acquire(options.signal);
+  if (!connection) return { status: 'aborted' };
+  try {
+    // Another slot may have failed while this one waited for its connection.
+    if (backoff.remainingMs(stream.name) > 0) return { status: 'held', retryInMs: backoff.remainingMs(stream.name) };
+    const run = await drainUntilEmpty(() => connection.get(options.signal), {
+      stream,
+      batchRows: ctx.config.drainBatchRows ?? stream.drainBatchRows,
+      drainer: `${ctx.workerId}/${connection.appName.split('/').pop()}`,
+      maxMs: options.maxMs,
+      signal: options.signal,
+      log: ctx.log,
+    });
+    backoff.succeeded(stream.name);
+    return { status: 'drained', run };
+  } catch (err) {
+    if (isTransientError(err)) {
+      connection.markBroken();
+      throw err;
+    }
+    const message = coerceError(err).message;
+    const hold = backoff.failed(stream.name, sqlState(err), message);
+    const retryInMs = Math.max(0, hold.notBefore - Date.now());
+    ctx.log.warn(
+      { stream: stream.name, sqlstate: hold.sqlstate, err: message, failures: hold.failures, retry_in_ms: retryInMs },
+      'drain: failed on an error it cannot classify; holding the stream before the next try',
+    );
+    return { status: 'held', retryInMs };
+  } finally {
+    ctx.drainers.release(connection);
+  }
+}
+
+/** Drain `stream` in short runs until `settled` settles or the worker shuts down. No-op on an ingest-only worker. */
+export async function drainUntilSettled(ctx: DrainRunnerContext, stream: StreamDefinition, settled: Promise<unknown>): Promise<void> {
+  if (ctx.drainers.size === 0) return;
+  const stop = new AbortController();
+  const onShutdown = () => stop.abort();
+  ctx.shutdownSignal.addEventListener('abort', onShutdown, { once: true });
+  void settled.then(onShutdown, onShutdown);
+  try {
+    while (!stop.signal.aborted) {
+      const outcome = await drainWithWorkerConnection(ctx, stream, { maxMs: 1_000, signal: stop.signal }).catch((err: unknown) => {
+        ctx.log.warn({ stream: stream.name, err: coerceError(err).message }, 'drain: helping a durable ack failed; retrying');
+        return undefined;
+      });
+      await sleep(outcome?.status === 'held' ? outcome.retryInMs : DURABLE_POLL_MS, stop.signal);
+    }
+  } finally {
+    ctx.shutdownSignal.removeEventListener('abort', onShutdown);
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * sluice inside the `graphile-worker` command line (issue 18), set up exactly
+ * as the README says: a graphile.config.mjs extending SluicePreset, and one
+ * file per sluice task in the task directory re-exporting sluiceTasks. The
+ * CLI's `--once` runs the ingest jobs and the drain jobs they kick, then exits;
+ * the events are durable exactly once and sluice's dedicated connections are
+ * closed and deregistered when graphile-worker shuts down.
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createTestDatabase } from './helpers/database.js';
+import { distinctIds, durableIds, makeEvents, stagedCount } from './helpers/events.js';
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+// What `import … from 'sluice'` resolves to in an installed package (package.json "exports").
+const SLUICE = pathToFileURL(path.join(REPO_ROOT, 'dist/src/index.js')).href;
+const GRAPHILE_WORKER_CLI = path.join(REPO_ROOT, 'node_modules/graphile-worker/dist/cli.js');
+
+const db = await createTestDatabase('graphile_cli');
+const dirs: string[] = [];
+afterAll(async () => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
+
+function runGraphileWorker(cwd: string, args: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [GRAPHILE_WORKER_CLI, ...args], {
+      cwd,
+      env: { ...process.env, DATABASE_URL: db.url, SLUICE_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
+describe('the graphile-worker CLI with SluicePreset and sluice task files', () => {
+  it('runs sluice_ingest and the drains it kicks with --once: every event durable once, sluice connections closed and deregistered', { timeout: 120_000 }, async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'sluice-gw-cli-'));
+    dirs.push(dir);
+    await mkdir(path.join(dir, 'tasks'));
+    await writeFile(
+      path.join(dir, 'graphile.config.mjs'),
+      `import { SluicePreset } from ${JSON.stringify(SLUICE)};\n` +
+        `export default { extends: [SluicePreset], worker: { concurrency: 2, taskDirectory: ${JSON.stringify(path.join(dir, 'tasks'))} } };\n`,
+    );
+    for (const task of ['sluice_ingest', 'sluice_drain']) {
+      await writeFile(path.join(dir, 'tasks', `${task}.mjs`), `import { sluiceTasks } from ${JSON.stringify(SLUICE)};\nexport default sluiceTasks.${task};\n`);
+    }
+    await db.query(`SELECT sluice.create_stream('gw_cli')`);
+    const { events } = makeEvents(300, 41);
+    for (let i = 0; i < events.length; i += 100) {
+      await db.query(`SELECT graphile_worker.add_job('sluice_ingest', $1::json)`, [JSON.stringify({ stream: 'gw_cli', events: events.slice(i, i + 100) })]);
+    }
+
+    const run = await runGraphileWorker(dir, ['--once']);
+    expect(run.code, run.out.slice(-3000)).toBe(0);
+
+    expect(await stagedCount(db, 'gw_cli')).toBe(0);
+    const durable = await durableIds(db, 'gw_cli');
+    expect(durable.ids).toEqual(distinctIds(events));
+    expect(durable.rows).toBe(durable.ids.size);
+    // Every ingest job done, none failed. (A drain kick made while --once was winding down may wait for the
+    // next run: the rows are already durable, so it finds nothing.)
+    const left = await db.query<{ ingest_jobs: number; failed: number; workers: number; sessions: number }>(
+      `SELECT (SELECT count(*)::int FROM graphile_worker.jobs WHERE task_identifier = 'sluice_ingest') AS ingest_jobs,
+              (SELECT count(*)::int FROM graphile_worker.jobs WHERE last_error IS NOT NULL) AS failed,
+              (SELECT count(*)::int FROM sluice.workers) AS workers,
+              (SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'sluice/%') AS sessions`,
+    );
+    expect(left.rows[0]).toEqual({ ingest_jobs: 0, failed: 0, workers: 0, sessions: 0 });
+  });
+});
