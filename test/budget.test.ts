@@ -6,7 +6,7 @@
  * holds more connections than its budget, every one named sluice/<id>/<role>.
  */
 import pg from 'pg';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { planConnections } from '../src/db/budget.js';
 import { ConnectionSampler, workerConnections } from '../src/db/connection-sampler.js';
 import { SluiceError } from '../src/errors.js';
@@ -38,8 +38,10 @@ async function serverSlots(): Promise<ServerSlots> {
 
 /** Sessions standing in for the fake workers' connections (a registration with no session is dead at once). */
 const fakeSessions: pg.Client[] = [];
-afterAll(async () => {
+// After every test, whether it passed or not: one failure must not leave fake workers that refuse the next test's worker.
+afterEach(async () => {
   await Promise.all(fakeSessions.splice(0).map((c) => c.end().catch(() => undefined)));
+  await db.query(`DELETE FROM sluice.workers`);
 });
 
 /** Fake live workers whose budgets add up to `total` (split over a few rows), each with one open session. */
@@ -68,6 +70,18 @@ function connectionsOf(workerId: string): Promise<string[]> {
   return workerConnections(db.pool, workerId);
 }
 
+/**
+ * A refused worker has closed its connections when it rejects, but a backend leaves
+ * pg_stat_activity a moment after its client hung up (it exits asynchronously): wait
+ * for the list to empty, and fail if one is still there after 10 s.
+ */
+function noConnectionsLeft(workerId: string): Promise<string[]> {
+  return waitFor(() => connectionsOf(workerId), (names) => names.length === 0, {
+    timeoutMs: 10_000,
+    what: `no session named sluice/${workerId}/… in pg_stat_activity`,
+  });
+}
+
 async function refusal(p: Promise<unknown>): Promise<SluiceError> {
   const err = await p.then(
     () => undefined,
@@ -89,7 +103,7 @@ describe('connection budget', () => {
     const hint = /--concurrency (\d+)/.exec(err.message);
     expect(hint, `message suggests a smaller --concurrency: ${err.message}`).not.toBeNull();
     expect(await registeredIds()).toEqual([]);
-    expect(await connectionsOf('budget-too-big')).toEqual([]);
+    expect(await noConnectionsLeft('budget-too-big')).toEqual([]);
 
     // The suggested concurrency really fits the same budget.
     const suggested = Number(hint![1]);
@@ -134,7 +148,7 @@ describe('connection budget', () => {
     expect(err.message).toMatch(new RegExp(`max_connections ${slots.maxConnections}\\b`));
     expect(err.message).toMatch(new RegExp(`superuser_reserved_connections ${slots.superuserReserved}\\b`));
     expect(await registeredIds()).not.toContain('budget-cluster');
-    expect(await connectionsOf('budget-cluster')).toEqual([]);
+    expect(await noConnectionsLeft('budget-cluster')).toEqual([]);
 
     // The same rows, an hour without a heartbeat: dead workers, their budgets no longer count.
     await db.query(`UPDATE sluice.workers SET heartbeat_at = now() - interval '1 hour' WHERE id LIKE 'fake-live-%'`);
@@ -143,7 +157,6 @@ describe('connection budget', () => {
     expect(worker.registration.liveWorkers).toBe(0);
     expect(await registeredIds()).toContain('budget-cluster');
     await worker.stop();
-    await db.query(`DELETE FROM sluice.workers`);
   });
 
   it('--reserve is part of the cluster check: a worker that fits exactly with reserve 0 is refused with reserve 10', async () => {
@@ -165,7 +178,6 @@ describe('connection budget', () => {
     expect(worker.registration.capacity.available).toBe(availableNoReserve);
     expect(await registeredIds()).toContain('budget-reserve');
     await worker.stop();
-    await db.query(`DELETE FROM sluice.workers`);
   });
 
   it('under load a worker never holds more connections than its budget, and sluice budget reports it', async () => {
