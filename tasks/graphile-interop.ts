@@ -11,8 +11,10 @@
  * and sluice opens only its dedicated connections (flushers + drainers, named
  * `sluice/<worker-id>/flush-N` and `…/drain-N`), which it registers in
  * sluice.workers as its budget. The host pool is the host's to size: it is not
- * counted in sluice's budget. SluicePreset closes sluice's connections (after
- * flushing what is buffered) when the host worker shuts down gracefully.
+ * counted in sluice's budget. SluicePreset closes sluice's connections when the
+ * host worker shuts down gracefully, after flushing what is buffered and
+ * draining (for up to 3 s) what this process staged — so `graphile-worker
+ * --once` leaves its events durable, not staged until the next run.
  */
 import { readFileSync } from 'node:fs';
 import type pg from 'pg';
@@ -29,6 +31,7 @@ import { deregisterWorker, registerWorker } from '../src/worker/worker-registry.
 import { HeartbeatLoop } from '../src/worker/heartbeat-loop.js';
 import { DRAIN_STATEMENT_TIMEOUT_MS } from '../src/worker/run-worker.js';
 import { sweepStagedStreams } from '../src/drain/sweep.js';
+import { drainBeforeStop } from '../src/drain/drain-runner.js';
 import { sluiceTaskList } from './index.js';
 
 
@@ -136,8 +139,14 @@ async function openContext(config: SluiceConfig, connectionString: string, log: 
   const stop = async () => {
     shutdown.abort();
     await heartbeats.stop();
+    const staged = ingest.streams();
     await ingest.close();
     await kicker.close();
+    // What this process staged, drained now rather than at the host's next run (`--once` ends before a late kick).
+    const final = await drainBeforeStop(ctx, staged);
+    if (final.moved > 0 || final.left.length > 0) {
+      log.info({ worker: workerId, rows: final.moved, streams_left_staged: final.left }, 'sluice tasks: drained what was staged before stopping');
+    }
     await deregisterWorker(pool, workerId).catch((err: Error) => log.warn({ err: err.message }, 'sluice tasks: could not deregister'));
     await Promise.all([flushers.closeAll(), drainers.closeAll()]);
     log.info({ worker: workerId }, 'sluice tasks: stopped');

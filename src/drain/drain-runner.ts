@@ -102,3 +102,43 @@ export async function drainUntilSettled(ctx: DrainRunnerContext, stream: StreamD
     ctx.shutdownSignal.removeEventListener('abort', onShutdown);
   }
 }
+
+/**
+ * How long a graceful stop inside a host's graphile-worker may spend draining
+ * what it staged. Under graphile-worker's own 5 s abort timeout for jobs, so a
+ * stop stays about as quick as the host's.
+ */
+export const STOP_DRAIN_MAX_MS = 3_000;
+
+/**
+ * Before a graceful stop: drain these streams on the worker's own drain
+ * connections, within `maxMs` in all. A host's `graphile-worker --once` ends
+ * when it finds no job, and the kick for its last flush may come just after
+ * (kicks are throttled, and enqueued after the flush commits): without this
+ * the last rows it staged would wait for the next run. Rows left (time spent,
+ * a stream held) stay staged and acknowledged as such, for the next drain.
+ */
+export async function drainBeforeStop(
+  ctx: DrainRunnerContext,
+  streams: readonly StreamDefinition[],
+  maxMs = STOP_DRAIN_MAX_MS,
+): Promise<{ readonly moved: number; readonly left: readonly string[] }> {
+  if (ctx.drainers.size === 0) return { moved: 0, left: streams.map((s) => s.name) };
+  const deadline = Date.now() + maxMs;
+  const signal = AbortSignal.timeout(maxMs);
+  let moved = 0;
+  const left: string[] = [];
+  for (const stream of streams) {
+    const remainingMs = deadline - Date.now();
+    const outcome =
+      remainingMs > 0
+        ? await drainWithWorkerConnection(ctx, stream, { maxMs: remainingMs, signal }).catch((err: unknown) => {
+            ctx.log.warn({ stream: stream.name, err: coerceError(err).message }, 'drain: the drain before stopping failed; the rows stay staged');
+            return undefined;
+          })
+        : undefined;
+    if (outcome?.status === 'drained') moved += outcome.run.moved;
+    if (outcome?.status !== 'drained' || outcome.run.more) left.push(stream.name);
+  }
+  return { moved, left };
+}

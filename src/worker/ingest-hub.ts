@@ -19,7 +19,7 @@ import { coerceError } from '../errors.js';
 import type { Ingestor } from '../ingest/ingestor.js';
 import { addStats, closeWhenIdle, TrackedIngestor } from '../ingest/tracked-ingestor.js';
 import type { RejectSource } from '../ingest/rejects.js';
-import { requireStream, STREAM_REFRESH_MS, streamVersions } from '../streams/registry.js';
+import { requireStream, STREAM_REFRESH_MS, streamVersions, type StreamDefinition } from '../streams/registry.js';
 import { databaseClock, databaseClockOffsetMs } from '../db/clock.js';
 
 /** Below this many rows a COPY is too quick for splitting a cohort of jobs to pay off. */
@@ -207,6 +207,11 @@ export class IngestHub {
       for (const i of all) waiting += i.waitingCalls;
       if (waiting >= this.running) for (const i of all) i.flushWaiting();
     });
+  }
+
+  /** The streams this hub has staged into, as currently defined (a graceful stop drains them: drain-runner.ts). */
+  streams(): StreamDefinition[] {
+    return [...this.loaded.values()].map((i) => i.stream);
   }
 
   /** Counters per stream, a retiring Ingestor's added to its replacement's. */
