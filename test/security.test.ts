@@ -7,9 +7,7 @@
  * passwords (DATABASE_URL's, the embedded server's) never reach CLI output.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redactUrl } from '../src/config.js';
@@ -17,6 +15,7 @@ import { SluiceError } from '../src/errors.js';
 import { createIngestor } from '../src/ingest/create-ingestor.js';
 import { parseIndexSpec } from '../src/streams/index-spec.js';
 import { createTestDatabase } from './helpers/database.js';
+import { embeddedHomes } from './helpers/embedded.js';
 import { runCli, type CliResult } from './helpers/cli.js';
 import { waitFor } from './helpers/wait.js';
 import { startWorker } from './helpers/worker.js';
@@ -374,25 +373,13 @@ describe('event values', () => {
 describe('passwords', () => {
   const PASSWORD = 'S3cretPassw0rd';
   const role = `sluice_secret_user_${randomBytes(3).toString('hex')}`;
+  // As root the embedded cluster lives under /var/lib/sluice/clusters: embeddedHomes removes it too.
+  const homes = embeddedHomes();
   let home: string | undefined;
 
   afterAll(async () => {
     await db.query(`DROP ROLE IF EXISTS ${role}`).catch(() => undefined);
-    if (home) {
-      // If the embedded server outlived its CLI (e.g. a timeout killed it), stop it: it is ours.
-      const pidFile = path.join(home, 'home', 'pgdata', 'postmaster.pid');
-      if (existsSync(pidFile)) {
-        const pid = Number.parseInt(readFileSync(pidFile, 'utf8').split('\n')[0] ?? '', 10);
-        if (Number.isInteger(pid)) {
-          try {
-            process.kill(pid, 'SIGINT');
-          } catch {
-            // already gone
-          }
-        }
-      }
-      await rm(home, { recursive: true, force: true }).catch(() => undefined);
-    }
+    await homes.cleanUp();
   });
 
   it('redactUrl masks the password, encoded or not', () => {
@@ -418,7 +405,7 @@ describe('passwords', () => {
     // The test server's own password, if it has one (the embedded one does).
     const serverPassword = decodeURIComponent(new URL(db.url).password);
 
-    home = await mkdtemp(path.join(os.tmpdir(), 'sluice-security-'));
+    home = await homes.tempDir('security');
     const embedded = runCli(['migrate', '--home', path.join(home, 'home'), '--log-level', 'debug'], { cwd: home, timeoutMs: 120_000 });
 
     const runs = await inParallel(
