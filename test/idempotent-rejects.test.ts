@@ -4,8 +4,7 @@
  * and a file sent twice each record every bad input once.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.js';
@@ -13,8 +12,10 @@ import { createTestDatabase } from './helpers/database.js';
 import { durableIds, stagedCount } from './helpers/events.js';
 import { waitFor } from './helpers/wait.js';
 import { startWorker } from './helpers/worker.js';
+import { tempFolders } from './helpers/temp.js';
 
 const db = await createTestDatabase('idempotent_rejects');
+const tempFolder = tempFolders();
 
 const good = () => ({ event_id: randomUUID(), occurred_at: new Date().toISOString(), kind: 'ok' });
 const badEvents = () => [{ occurred_at: new Date().toISOString() }, { event_id: 'nope', occurred_at: new Date().toISOString() }, 42];
@@ -56,7 +57,7 @@ describe('idempotent rejects', () => {
   it('sending the same file twice records its rejects once', async () => {
     const stream = 'resent_file';
     await db.query(`SELECT sluice.create_stream($1)`, [stream]);
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'sluice-resend-'));
+    const dir = tempFolder('sluice-resend');
     const file = path.join(dir, 'events.ndjson');
     const lines = [JSON.stringify(good()), '{not json', ...badEvents().map((e) => JSON.stringify(e)), JSON.stringify(good())];
     await writeFile(file, lines.join('\n') + '\n');

@@ -3,7 +3,6 @@
  * durable table, none left in staging; re-sent events collapse to one row.
  */
 import { writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createIngestor } from '../src/ingest/create-ingestor.js';
@@ -12,8 +11,10 @@ import { runCli } from './helpers/cli.js';
 import { distinctIds, durableIds, makeEvents, stagedCount } from './helpers/events.js';
 import { waitFor } from './helpers/wait.js';
 import { startWorker } from './helpers/worker.js';
+import { tempFolders } from './helpers/temp.js';
 
 const db = await createTestDatabase('front_doors');
+const tempFolder = tempFolders();
 
 async function createStream(name: string): Promise<void> {
   await db.query(`SELECT sluice.create_stream($1, '[{"name":"user_id","type":"bigint"},{"name":"type","type":"text"}]'::jsonb)`, [name]);
@@ -51,7 +52,7 @@ describe('front doors', () => {
     await createStream('via_file');
     await startWorker(db, { concurrency: 2, drainers: 1 });
     const { events, unique } = makeEvents(3_000, 2);
-    const file = path.join(os.tmpdir(), `sluice-front-doors-${process.pid}.ndjson`);
+    const file = path.join(tempFolder('sluice-front-doors'), 'events.ndjson');
     await writeFile(file, events.map((e) => JSON.stringify(e)).join('\n') + '\n');
 
     const fromFile = await runCli(['ingest', file, '--stream', 'via_file', '--json'], { env: { DATABASE_URL: db.url } });

@@ -4,8 +4,7 @@
  * alone (recorded, backed off) while the others refresh, and a running worker
  * rotates partitions and refreshes views on its schedule.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -16,8 +15,10 @@ import { runCli } from './helpers/cli.js';
 import { createTestDatabase } from './helpers/database.js';
 import { waitFor } from './helpers/wait.js';
 import { startWorker } from './helpers/worker.js';
+import { tempFolders } from './helpers/temp.js';
 
 const db = await createTestDatabase('matviews');
+const tempFolder = tempFolders();
 const log = createLogger('silent');
 const clients: pg.Client[] = [];
 afterAll(async () => {
@@ -151,7 +152,7 @@ describe('a running worker', () => {
     await db.query(`INSERT INTO sluice_data.events (event_id, occurred_at, payload, received_at) VALUES (gen_random_uuid(), now(), '{"type": "click"}', now())`);
     // A stream whose premake is not satisfied yet, so the rotation has work to do.
     await db.query(`SELECT sluice.create_stream('sched', '[]', '{"premake_months": 6}')`);
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-crontab-'));
+    const dir = tempFolder('sluice-crontab');
     const crontab = path.join(dir, 'crontab');
     // The production crontab rotates hourly; this one every minute (the shortest cron step).
     writeFileSync(crontab, '* * * * * sluice_refresh_matview ?id=sluice_refresh_matview&max=1\n* * * * * sluice_rotate_partitions ?id=sluice_rotate_partitions&max=1\n');

@@ -8,7 +8,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
@@ -19,8 +18,10 @@ import { createTestDatabase } from './helpers/database.js';
 import { durableIds, stagedCount } from './helpers/events.js';
 import { waitFor } from './helpers/wait.js';
 import { startWorker } from './helpers/worker.js';
+import { tempFolders } from './helpers/temp.js';
 
 const db = await createTestDatabase('sql_ingest');
+const tempFolder = tempFolders();
 
 const CORPUS_COLUMNS = [
   ['n', 'integer'], ['b', 'bigint'], ['s', 'smallint'], ['num', 'numeric'], ['r', 'real'], ['f', 'double precision'],
@@ -276,7 +277,7 @@ describe('sluice.ingest: the SQL front door', () => {
   it('committed rows drain to durable through the commit-time kick (no sweep scheduled), from many producers at once', async () => {
     await db.query(`SELECT sluice.create_stream('busy', '[{"name":"user_id","type":"bigint"}]'::jsonb)`);
     // No minute sweep: only the notification sent at commit can start these drains.
-    const crontab = path.join(os.tmpdir(), `sluice-sql-ingest-${process.pid}.crontab`);
+    const crontab = path.join(tempFolder('sluice-sql-ingest'), 'crontab');
     await writeFile(crontab, '# nothing scheduled\n');
     await startWorker(db, { concurrency: 2, drainers: 1, crontab });
     await waitFor(() => db.query(`SELECT count(*)::int AS n FROM graphile_worker.jobs`).then((r) => r.rows[0]?.n as number), (n) => n === 0,

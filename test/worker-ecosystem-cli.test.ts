@@ -3,15 +3,16 @@
  * without a database URL and without a terminal it refuses to start a private embedded Postgres,
  * and with --tasks DIR it runs the user's own task files beside sluice's.
  */
-import { existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from './helpers/database.js';
 import { runCli, spawnCli, type SpawnedCli } from './helpers/cli.js';
 import { waitFor } from './helpers/wait.js';
+import { tempFolders } from './helpers/temp.js';
 
 const db = await createTestDatabase('worker_ecosystem_cli');
+const tempFolder = tempFolders();
 const children: SpawnedCli[] = [];
 afterAll(async () => {
   for (const c of children) if (c.child.exitCode === null) c.child.kill('SIGTERM');
@@ -24,7 +25,7 @@ describe('sluice worker without DATABASE_URL, not on a terminal', () => {
     ['under systemd (INVOCATION_ID)', { INVOCATION_ID: 'abc123' }],
   ] as const) {
     it(`refuses to start an embedded Postgres (${label}), naming DATABASE_URL and --embedded`, async () => {
-      const cwd = mkdtempSync(path.join(os.tmpdir(), 'sluice-noenv-'));
+      const cwd = tempFolder('sluice-noenv');
       const result = await runCli(['worker', '--worker-id', 'no-env'], { env, cwd, timeoutMs: 30_000 });
       expect(result.code).toBe(2);
       expect(result.stderr).toMatch(/DATABASE_URL/);
@@ -43,7 +44,7 @@ describe('sluice worker without DATABASE_URL, not on a terminal', () => {
 describe('sluice worker --tasks DIR', () => {
   it("runs the user's task files (.mjs and .cjs) and crontab beside sluice's tasks", async () => {
     await db.query(`CREATE TABLE user_task_log (task text, n int)`);
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-user-tasks-'));
+    const dir = tempFolder('sluice-user-tasks');
     const tasks = path.join(dir, 'tasks');
     mkdirSync(tasks);
     writeFileSync(
@@ -106,7 +107,7 @@ describe('sluice worker --tasks DIR', () => {
   });
 
   it('refuses a task file that would replace one of sluice\'s tasks', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-user-tasks-'));
+    const dir = tempFolder('sluice-user-tasks');
     writeFileSync(path.join(dir, 'sluice_drain.js'), 'export default async () => {};\n');
     const result = await runCli(['worker', '-c', db.url, '--tasks', dir, '--no-migrate', '--worker-id', 'clash'], { timeoutMs: 30_000 });
     expect(result.code).toBe(2);

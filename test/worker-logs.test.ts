@@ -8,15 +8,16 @@
  * - a pool below the job slots (--pool-size) is said once by sluice, at info, instead of
  *   graphile-worker's "smaller than concurrency" warning; with --tasks it stays a warning.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from './helpers/database.js';
 import { spawnCli, type SpawnedCli } from './helpers/cli.js';
 import { waitFor } from './helpers/wait.js';
+import { tempFolders } from './helpers/temp.js';
 
 const db = await createTestDatabase('worker_logs');
+const tempFolder = tempFolders();
 const children: SpawnedCli[] = [];
 afterAll(async () => {
   for (const c of children) if (c.child.exitCode === null) c.child.kill('SIGTERM');
@@ -159,7 +160,7 @@ describe('sluice worker logs', () => {
   });
 
   it("an unexpected error stays graphile-worker's error line with its stack and is retried; with --tasks a small pool is a warning", async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-logs-tasks-'));
+    const dir = tempFolder('sluice-logs-tasks');
     const tasks = path.join(dir, 'tasks');
     mkdirSync(tasks);
     writeFileSync(path.join(tasks, 'explode.mjs'), `export default async () => { throw new Error('kaboom from a user task'); };\n`);
