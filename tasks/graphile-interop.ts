@@ -143,7 +143,7 @@ async function openContext(config: SluiceConfig, connectionString: string, log: 
     await ingest.close();
     await kicker.close();
     // What this process staged, drained now rather than at the host's next run (`--once` ends before a late kick).
-    const final = await drainBeforeStop(ctx, staged);
+    const final = await drainBeforeStop(ctx, pool, staged);
     if (final.moved > 0 || final.left.length > 0) {
       log.info({ worker: workerId, rows: final.moved, streams_left_staged: final.left }, 'sluice tasks: drained what was staged before stopping');
     }

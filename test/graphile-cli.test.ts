@@ -11,6 +11,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from './helpers/database.js';
 import { distinctIds, durableIds, makeEvents, stagedCount } from './helpers/events.js';
@@ -116,6 +117,47 @@ describe('the graphile-worker CLI with SluicePreset and sluice task files', () =
     expect(drainJobs.rowCount, 'the kicked drain jobs are still queued: none ran').toBeGreaterThan(0);
     expect(await stagedCount(db, 'gw_cli_stop')).toBe(0);
     const durable = await durableIds(db, 'gw_cli_stop');
+    expect(durable.ids).toEqual(distinctIds(events));
+    expect(durable.rows).toBe(durable.ids.size);
+  });
+
+  it('the drain at stop keeps to its 3 s when another session blocks the durable table; the rows stay staged, not lost', { timeout: 120_000 }, async () => {
+    const dir = await projectWithTasks(['sluice_ingest']);
+    await db.query(`SELECT sluice.create_stream('gw_cli_blocked')`);
+    const { events } = makeEvents(300, 43);
+    for (let i = 0; i < events.length; i += 100) {
+      await db.query(`SELECT graphile_worker.add_job('sluice_ingest', $1::json)`, [JSON.stringify({ stream: 'gw_cli_blocked', events: events.slice(i, i + 100) })]);
+    }
+    // SHARE blocks every INSERT into the durable table (and its partitions) until this transaction ends.
+    const blocker = new pg.Client({ connectionString: db.url });
+    await blocker.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE sluice_data.gw_cli_blocked IN SHARE MODE');
+      const started = Date.now();
+      const run = await runGraphileWorker(dir, ['--once']);
+      const tookMs = Date.now() - started;
+      expect(run.code, run.out.slice(-3000)).toBe(0);
+      // The drain's statement timeout is 60 s: only cancelling at the deadline keeps the stop this short.
+      expect(tookMs).toBeLessThan(20_000);
+      expect(await stagedCount(db, 'gw_cli_blocked')).toBe(events.length);
+      // Its cancelled drain left no session waiting on the lock.
+      const waiting = await waitFor(
+        async () =>
+          (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'sluice/%'`)).rows[0]!.n,
+        (n) => n === 0,
+        { timeoutMs: 10_000, what: 'no sluice session left' },
+      );
+      expect(waiting).toBe(0);
+    } finally {
+      await blocker.query('ROLLBACK').catch(() => undefined);
+      await blocker.end();
+    }
+    // Unblocked, the drain jobs the flushes kicked (still queued) move them, exactly once.
+    const again = await runGraphileWorker(await projectWithTasks(['sluice_ingest', 'sluice_drain']), ['--once']);
+    expect(again.code, again.out.slice(-3000)).toBe(0);
+    expect(await stagedCount(db, 'gw_cli_blocked')).toBe(0);
+    const durable = await durableIds(db, 'gw_cli_blocked');
     expect(durable.ids).toEqual(distinctIds(events));
     expect(durable.rows).toBe(durable.ids.size);
   });

@@ -102,6 +102,13 @@ export class DedicatedConnection {
     }
   }
 
+  /** The server process of the open session (for pg_cancel_backend), if one is open. */
+  get backendPid(): number | undefined {
+    // node-pg records it from BackendKeyData; @types/pg does not declare it.
+    const pid = (this.client as { processID?: unknown } | undefined)?.processID;
+    return typeof pid === 'number' ? pid : undefined;
+  }
+
   /** Mark the client unusable (e.g. after a failed transaction on a lost socket). */
   markBroken(): void {
     this.broken = true;

@@ -73,6 +73,11 @@ export async function drainUntilEmpty(getClient: () => Promise<pg.ClientBase>, o
       timeoutsInARow = 0;
     } catch (err) {
       const code = sqlState(err);
+      // Cancelled by the caller at its deadline (drainBeforeStop): the batch rolled back, its rows stay staged.
+      if (code === SQLSTATE.QUERY_CANCELED && options.signal?.aborted) {
+        more = true;
+        break;
+      }
       const retryable = code === SQLSTATE.QUERY_CANCELED || code === SQLSTATE.DEADLOCK_DETECTED || code === SQLSTATE.LOCK_NOT_AVAILABLE;
       if (!retryable || ++timeoutsInARow > MAX_TIMEOUTS_IN_A_ROW) throw err;
       if (code === SQLSTATE.QUERY_CANCELED) batchRows = Math.max(MIN_BATCH_ROWS, Math.floor(batchRows / 2));

@@ -110,16 +110,30 @@ export async function drainUntilSettled(ctx: DrainRunnerContext, stream: StreamD
  */
 export const STOP_DRAIN_MAX_MS = 3_000;
 
+/** After cancelling at the deadline, how long to wait for the drain to give its connection back. */
+const STOP_DRAIN_CANCEL_GRACE_MS = 1_000;
+
+/** Cancel the statements of these sessions (the worker's drain connections; same role, so no extra grant). */
+export const CANCEL_BACKENDS_SQL = `SELECT count(*) FILTER (WHERE pg_cancel_backend(pid))::int AS cancelled FROM unnest($1::int[]) AS pid`;
+
+type Queryable = { query(text: string, values?: unknown[]): Promise<unknown> };
+
 /**
  * Before a graceful stop: drain these streams on the worker's own drain
  * connections, within `maxMs` in all. A host's `graphile-worker --once` ends
  * when it finds no job, and the kick for its last flush may come just after
  * (kicks are throttled, and enqueued after the flush commits): without this
  * the last rows it staged would wait for the next run. Rows left (time spent,
- * a stream held) stay staged and acknowledged as such, for the next drain.
+ * a stream held, a batch cancelled at the deadline) stay staged and
+ * acknowledged as such, for the next drain.
+ *
+ * A batch can wait on a lock up to the drain's statement timeout (60 s): at
+ * the deadline its statement is cancelled through `pool`, so the stop keeps
+ * to `maxMs` whatever another session holds.
  */
 export async function drainBeforeStop(
   ctx: DrainRunnerContext,
+  pool: Queryable,
   streams: readonly StreamDefinition[],
   maxMs = STOP_DRAIN_MAX_MS,
 ): Promise<{ readonly moved: number; readonly left: readonly string[] }> {
@@ -127,18 +141,28 @@ export async function drainBeforeStop(
   const deadline = Date.now() + maxMs;
   const signal = AbortSignal.timeout(maxMs);
   let moved = 0;
-  const left: string[] = [];
-  for (const stream of streams) {
-    const remainingMs = deadline - Date.now();
-    const outcome =
-      remainingMs > 0
-        ? await drainWithWorkerConnection(ctx, stream, { maxMs: remainingMs, signal }).catch((err: unknown) => {
-            ctx.log.warn({ stream: stream.name, err: coerceError(err).message }, 'drain: the drain before stopping failed; the rows stay staged');
-            return undefined;
-          })
-        : undefined;
-    if (outcome?.status === 'drained') moved += outcome.run.moved;
-    if (outcome?.status !== 'drained' || outcome.run.more) left.push(stream.name);
+  const drained = new Set<string>();
+  const run = (async () => {
+    for (const stream of streams) {
+      const remainingMs = deadline - Date.now();
+      if (remainingMs <= 0 || signal.aborted) return;
+      const outcome = await drainWithWorkerConnection(ctx, stream, { maxMs: remainingMs, signal }).catch((err: unknown) => {
+        ctx.log.warn({ stream: stream.name, err: coerceError(err).message }, 'drain: the drain before stopping failed; the rows stay staged');
+        return undefined;
+      });
+      if (outcome?.status === 'drained') {
+        moved += outcome.run.moved;
+        if (!outcome.run.more) drained.add(stream.name);
+      }
+    }
+  })();
+  const timedOut = new Promise<'deadline'>((resolve) => signal.addEventListener('abort', () => resolve('deadline'), { once: true }));
+  if ((await Promise.race([run.then(() => 'done' as const), timedOut])) === 'deadline') {
+    const pids = ctx.drainers.connections.flatMap((c) => (c.backendPid === undefined ? [] : [c.backendPid]));
+    await pool.query(CANCEL_BACKENDS_SQL, [pids]).catch((err: Error) =>
+      ctx.log.warn({ err: err.message }, 'drain: could not cancel the drain before stopping; its statement ends at the drain statement timeout'),
+    );
+    await Promise.race([run, sleep(STOP_DRAIN_CANCEL_GRACE_MS)]);
   }
-  return { moved, left };
+  return { moved, left: streams.map((s) => s.name).filter((name) => !drained.has(name)) };
 }
